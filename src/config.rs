@@ -1,0 +1,65 @@
+//! What the layer was configured with, and how it sorts a request by its path.
+
+use crate::reject::Rejection;
+use crate::tracker::ConnectionTracker;
+
+/// Everything a [`Drain`](crate::Drain) service needs, shared by all clones behind one `Arc`.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) tracker: ConnectionTracker,
+    pub(crate) readiness_path: Option<Box<str>>,
+    pub(crate) liveness_path: Option<Box<str>>,
+    /// Paths served while draining and never counted (metrics, admin).
+    pub(crate) exempt_paths: Vec<Box<str>>,
+    pub(crate) rejection: Rejection,
+    pub(crate) drain_signal: bool,
+}
+
+/// What the layer does with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// Answered by the layer with the readiness state.
+    Readiness,
+    /// Answered by the layer: alive.
+    Liveness,
+    /// Passed through, never counted nor refused.
+    Exempt,
+    /// Counted, or refused once draining.
+    Counted,
+}
+
+impl Config {
+    pub(crate) fn new(tracker: ConnectionTracker) -> Self {
+        Self {
+            tracker,
+            readiness_path: None,
+            liveness_path: None,
+            exempt_paths: Vec::new(),
+            rejection: Rejection::default(),
+            drain_signal: false,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn route(&self, path: &str) -> Route {
+        if self.readiness_path.as_deref() == Some(path) {
+            Route::Readiness
+        } else if self.liveness_path.as_deref() == Some(path) {
+            Route::Liveness
+        } else if self.exempt_paths.iter().any(|p| **p == *path) {
+            Route::Exempt
+        } else {
+            Route::Counted
+        }
+    }
+}
+
+/// Checks a path given to the builder. A path that can never match is a mistake worth
+/// reporting at start-up rather than discovering at the first deploy.
+pub(crate) fn checked_path(kind: &str, path: &str) -> Box<str> {
+    assert!(
+        path.starts_with('/') && !path.contains(['?', '#']),
+        "tower-drain: {kind} path must start with '/' and hold no query or fragment, got {path:?}"
+    );
+    path.into()
+}

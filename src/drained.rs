@@ -1,0 +1,114 @@
+//! [`Drained`] and [`Draining`]: futures that wait for the tracker to reach a state.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use pin_project_lite::pin_project;
+
+use crate::loom::sync::Notified;
+use crate::tracker::Shared;
+
+pin_project! {
+    /// Waits until `done` holds. The `Notified` is always created before `done` is checked,
+    /// and a `Notified` receives every `notify_waiters` issued after its creation, so the
+    /// wake-up that makes `done` true cannot fall between the check and the wait.
+    struct WaitFor<'a> {
+        #[pin]
+        notified: Notified<'a>,
+        shared: &'a Shared,
+        done: fn(&Shared) -> bool,
+    }
+}
+
+impl<'a> WaitFor<'a> {
+    fn new(shared: &'a Shared, done: fn(&Shared) -> bool) -> Self {
+        Self {
+            notified: shared.notified(),
+            shared,
+            done,
+        }
+    }
+
+    fn poll_wait(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut me = self.project();
+        loop {
+            if (me.done)(me.shared) {
+                return Poll::Ready(());
+            }
+            ready!(me.notified.as_mut().poll(cx));
+            // Woken, but the state may not be the one we wait for (draining started while
+            // requests were in flight): register again before checking again.
+            me.notified.set(me.shared.notified());
+        }
+    }
+}
+
+pin_project! {
+    /// Future returned by [`ConnectionTracker::drained`](crate::ConnectionTracker::drained)
+    /// and [`DrainLayer::drained`](crate::DrainLayer::drained).
+    ///
+    /// Resolves once draining has started and nothing is in flight.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Drained<'a> {
+        #[pin]
+        wait: WaitFor<'a>,
+    }
+}
+
+impl<'a> Drained<'a> {
+    pub(crate) fn new(shared: &'a Shared) -> Self {
+        Self {
+            wait: WaitFor::new(shared, Shared::is_drained),
+        }
+    }
+}
+
+impl Future for Drained<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.project().wait.poll_wait(cx)
+    }
+}
+
+impl fmt::Debug for Drained<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Drained").finish_non_exhaustive()
+    }
+}
+
+pin_project! {
+    /// Future returned by [`ConnectionTracker::draining`](crate::ConnectionTracker::draining)
+    /// and [`DrainSignal::draining`](crate::DrainSignal::draining).
+    ///
+    /// Resolves once draining has started (the token was cancelled).
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Draining<'a> {
+        #[pin]
+        wait: WaitFor<'a>,
+    }
+}
+
+impl<'a> Draining<'a> {
+    pub(crate) fn new(shared: &'a Shared) -> Self {
+        Self {
+            wait: WaitFor::new(shared, Shared::is_draining),
+        }
+    }
+}
+
+impl Future for Draining<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.project().wait.poll_wait(cx)
+    }
+}
+
+impl fmt::Debug for Draining<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Draining").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,151 @@
+//! [`DrainLayer`]: the one-line addition to a server, and its options.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tower_layer::Layer;
+
+use crate::config::{checked_path, Config};
+use crate::drained::Drained;
+use crate::readiness::ReadinessService;
+use crate::service::Drain;
+use crate::tracker::ConnectionTracker;
+
+/// Applies [`Drain`] to a service: counts in-flight requests and refuses new ones once the
+/// token is cancelled.
+///
+/// * Every admitted request is counted until its response **body** ends or is dropped, so
+///   streaming responses (SSE, chunked downloads, gRPC streams) are waited for.
+/// * Once the token is cancelled, new requests are answered without calling the inner
+///   service: `503 Service Unavailable` with `Retry-After` (and `Connection: close` on
+///   HTTP/1.x), or, for gRPC requests, a trailers-only response with `grpc-status: 14`
+///   (`UNAVAILABLE`). The request was not processed, so the client can retry it elsewhere.
+/// * Once shutdown is announced or draining started, HTTP/1.x responses carry
+///   `Connection: close` so keep-alive clients reconnect elsewhere.
+/// * Optionally the layer answers a readiness path and a liveness path itself, and lets
+///   exempt paths through uncounted.
+///
+/// Clones share one [`ConnectionTracker`]; apply clones of one layer to every server of the
+/// process (HTTP and gRPC alike) so a single drain covers them all.
+///
+/// # Examples
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use tokio_util::sync::CancellationToken;
+/// use tower_drain::DrainLayer;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let token = CancellationToken::new();
+/// let drain = DrainLayer::new(token.clone()).readiness_path("/readyz");
+/// let app = Router::new()
+///     .route("/", get(|| async { "hello" }))
+///     .layer(drain.clone());
+///
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// # token.cancel(); // so that this example ends at once
+/// let server = axum::serve(listener, app).with_graceful_shutdown(token.clone().cancelled_owned());
+/// // On SIGTERM: fail readiness, wait for load balancers, then `token.cancel()`.
+/// server.await?;
+/// drain.drained().await; // every request has finished: now close the database pool
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct DrainLayer {
+    config: Arc<Config>,
+}
+
+impl DrainLayer {
+    /// Creates a layer that starts draining when `token` is cancelled.
+    ///
+    /// Cancelling the token (or a parent of it) takes effect before `cancel()` returns.
+    pub fn new(token: CancellationToken) -> Self {
+        Self {
+            config: Arc::new(Config::new(ConnectionTracker::new(token))),
+        }
+    }
+
+    /// The tracker shared by every service this layer (or a clone of it) builds.
+    pub fn tracker(&self) -> ConnectionTracker {
+        self.config.tracker.clone()
+    }
+
+    /// Shortcut for [`ConnectionTracker::drained`].
+    pub fn drained(&self) -> Drained<'_> {
+        self.config.tracker.drained()
+    }
+
+    /// A readiness endpoint bound to this layer's tracker, to mount as a route.
+    pub fn readiness(&self) -> ReadinessService {
+        ReadinessService::new(self.tracker())
+    }
+
+    /// Makes the layer answer `GET`/`HEAD` requests to `path` itself, as [`ReadinessService`]
+    /// does: `200` while serving, `503` once shutdown is announced or draining. Such requests
+    /// are not counted and never reach the inner service.
+    ///
+    /// # Panics
+    ///
+    /// If `path` does not start with `/` or holds a query or fragment.
+    pub fn readiness_path(self, path: &str) -> Self {
+        self.configure(|c| c.readiness_path = Some(checked_path("readiness", path)))
+    }
+
+    /// Makes the layer answer `GET`/`HEAD` requests to `path` itself with `200 OK` until the
+    /// process exits, draining or not. Such requests are not counted and never reach the
+    /// inner service. A liveness probe must not fail during a drain, or the orchestrator
+    /// kills the process before its requests finish.
+    ///
+    /// # Panics
+    ///
+    /// If `path` does not start with `/` or holds a query or fragment.
+    pub fn liveness_path(self, path: &str) -> Self {
+        self.configure(|c| c.liveness_path = Some(checked_path("liveness", path)))
+    }
+
+    /// Lets requests to `path` through while draining, without counting them: metrics
+    /// scrapes, admin endpoints. May be called several times.
+    ///
+    /// # Panics
+    ///
+    /// If `path` does not start with `/` or holds a query or fragment.
+    pub fn exempt_path(self, path: &str) -> Self {
+        self.configure(|c| c.exempt_paths.push(checked_path("exempt", path)))
+    }
+
+    /// The `Retry-After` sent with `503` refusals, rounded up to whole seconds. Default: 1 s.
+    pub fn retry_after(self, retry_after: Duration) -> Self {
+        self.configure(|c| c.rejection.set_retry_after(retry_after))
+    }
+
+    /// The text of refusals: the `503` body, and the `grpc-message` of gRPC refusals
+    /// (percent-encoded as gRPC requires).
+    pub fn rejection_message(self, message: &str) -> Self {
+        self.configure(|c| c.rejection.set_message(message))
+    }
+
+    /// Inserts a [`DrainSignal`](crate::DrainSignal) into the extensions of every admitted
+    /// request, so handlers can extract it (`Extension<DrainSignal>` in axum).
+    ///
+    /// Off by default: inserting an extension allocates once per request. Handlers can
+    /// instead get a signal from [`ConnectionTracker::signal`] through application state.
+    pub fn with_drain_signal(self) -> Self {
+        self.configure(|c| c.drain_signal = true)
+    }
+
+    fn configure(mut self, f: impl FnOnce(&mut Config)) -> Self {
+        f(Arc::make_mut(&mut self.config));
+        self
+    }
+}
+
+impl<S> Layer<S> for DrainLayer {
+    type Service = Drain<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Drain::new(inner, Arc::clone(&self.config))
+    }
+}
