@@ -74,6 +74,15 @@ pub struct Server {
 }
 
 impl Server {
+    /// Wraps a server task started elsewhere (tonic) whose shutdown signal is `shutdown`.
+    pub fn from_parts(addr: SocketAddr, shutdown: CancellationToken, task: JoinHandle<()>) -> Self {
+        Self {
+            addr,
+            shutdown,
+            task,
+        }
+    }
+
     /// Starts the server's graceful shutdown and waits until it has finished.
     pub async fn stop(self) {
         self.shutdown.cancel();
