@@ -376,7 +376,7 @@ fn guards_racing_a_cancel_on_threads_never_underflow_and_drained_always_wakes() 
                         match tracker.guard() {
                             Some(guard) => {
                                 let n = tracker.in_flight();
-                                assert!(n >= 1 && n <= WORKERS * 3, "in_flight() = {n}");
+                                assert!((1..=WORKERS * 3).contains(&n), "in_flight() = {n}");
                                 held.push(guard);
                                 if held.len() == 3 {
                                     held.clear();

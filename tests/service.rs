@@ -596,7 +596,7 @@ fn panic_in_inner_call_releases_the_guard() {
     let tracker = layer.tracker();
     let mut service = layer.layer(Panics);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let _ = service.call(get("/"));
+        drop(service.call(get("/")));
     }));
     assert!(result.is_err());
     assert_eq!(tracker.in_flight(), 0);
