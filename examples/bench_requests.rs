@@ -1,0 +1,110 @@
+//! Runs N requests through one path by hand, for counting instructions with callgrind
+//! (`scripts/callgrind.sh`), which is repeatable where wall-clock benchmarks are noisy.
+//!
+//! ```sh
+//! cargo build --release --example bench_requests
+//! valgrind --tool=callgrind target/release/examples/bench_requests drain 10000
+//! ```
+//!
+//! Paths: `bare`, `drain`, `drain_refused`, `concurrency_limit`, `in_flight`. Each request is
+//! `poll_ready`, `call`, the response future, the body polled to its end, the drops, on a
+//! trivial `Service<Request<()>>` answering a small full body, polled with a no-op waker.
+
+use std::convert::Infallible;
+use std::future::{ready, Future, Ready};
+use std::hint::black_box;
+use std::pin::pin;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::Full;
+use tokio_util::sync::CancellationToken;
+use tower::limit::ConcurrencyLimitLayer;
+use tower::{Layer, Service};
+use tower_drain::DrainLayer;
+use tower_http::metrics::InFlightRequestsLayer;
+
+#[derive(Clone, Copy, Debug)]
+struct Hello;
+
+impl Service<Request<()>> for Hello {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Ready<Result<Self::Response, Infallible>>;
+
+    #[inline]
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    #[inline]
+    fn call(&mut self, _request: Request<()>) -> Self::Future {
+        ready(Ok(Response::new(Full::new(Bytes::from_static(b"hello\n")))))
+    }
+}
+
+struct NoopWake;
+
+impl Wake for NoopWake {
+    fn wake(self: Arc<Self>) {}
+}
+
+/// Serves `n` requests; returns the number of body frames seen (so nothing is optimised out).
+#[inline(never)]
+fn serve<S, B>(service: &mut S, n: u64) -> u64
+where
+    S: Service<Request<()>, Response = Response<B>>,
+    B: Body,
+{
+    let waker = Waker::from(Arc::new(NoopWake));
+    let mut cx = Context::from_waker(&waker);
+    let mut frames = 0;
+    for _ in 0..n {
+        let Poll::Ready(Ok(())) = service.poll_ready(&mut cx) else {
+            panic!("service not ready")
+        };
+        let mut future = pin!(service.call(black_box(Request::new(()))));
+        let Poll::Ready(Ok(response)) = future.as_mut().poll(&mut cx) else {
+            panic!("response not ready")
+        };
+        let mut body = pin!(response.into_body());
+        while let Poll::Ready(Some(Ok(frame))) = body.as_mut().poll_frame(&mut cx) {
+            black_box(frame);
+            frames += 1;
+        }
+    }
+    frames
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let (Some(path), Some(n)) = (args.next(), args.next().and_then(|n| n.parse::<u64>().ok()))
+    else {
+        eprintln!(
+            "usage: bench_requests <bare|drain|drain_refused|concurrency_limit|in_flight> <requests>"
+        );
+        return ExitCode::from(2);
+    };
+    let token = CancellationToken::new();
+    let drain = DrainLayer::new(token.clone());
+    let frames = match path.as_str() {
+        "bare" => serve(&mut Hello, n),
+        "drain" => serve(&mut drain.layer(Hello), n),
+        "drain_refused" => {
+            token.cancel();
+            serve(&mut drain.layer(Hello), n)
+        }
+        "concurrency_limit" => serve(&mut ConcurrencyLimitLayer::new(1 << 20).layer(Hello), n),
+        "in_flight" => serve(&mut InFlightRequestsLayer::pair().0.layer(Hello), n),
+        other => {
+            eprintln!("unknown path {other:?}");
+            return ExitCode::from(2);
+        }
+    };
+    println!("{path}: {n} requests, {frames} body frames");
+    ExitCode::SUCCESS
+}

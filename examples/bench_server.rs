@@ -1,0 +1,123 @@
+//! The server `scripts/bench-e2e.sh` loads: the shared demo routes, bare or behind
+//! `DrainLayer`, so the two differ by the layer alone.
+//!
+//! - `DRAIN=0`: `routes()` as is; `DRAIN=1` (default): `routes().layer(DrainLayer::new(token))`,
+//!   the one-line set-up the README shows.
+//! - listens on `ADDR` (default `127.0.0.1:3000`, port 0 allowed) and prints
+//!   `listening on <bound address>` once it accepts.
+//! - `SIGTERM` or Ctrl-C: cancels the token (the layer refuses new requests), stops
+//!   accepting, waits for in-flight requests (at most 5 s), exits 0.
+//!
+//! ```sh
+//! DRAIN=1 ADDR=127.0.0.1:3001 cargo run --release --example bench_server
+//! ```
+
+#[path = "support/routes.rs"]
+mod routes;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tower_drain::DrainLayer;
+
+fn drain_from_env() -> Result<bool, String> {
+    match std::env::var("DRAIN") {
+        Err(std::env::VarError::NotPresent) => Ok(true),
+        Ok(v) if v == "1" => Ok(true),
+        Ok(v) if v == "0" => Ok(false),
+        Ok(v) => Err(format!("DRAIN must be 0 or 1, got {v:?}")),
+        Err(e) => Err(format!("DRAIN: {e}")),
+    }
+}
+
+fn addr_from_env() -> Result<SocketAddr, String> {
+    match std::env::var("ADDR") {
+        Err(std::env::VarError::NotPresent) => Ok(SocketAddr::from(([127, 0, 0, 1], 3000))),
+        Ok(v) => v
+            .parse()
+            .map_err(|e| format!("ADDR must be host:port, got {v:?}: {e}")),
+        Err(e) => Err(format!("ADDR: {e}")),
+    }
+}
+
+/// Resolves on the first SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            eprintln!("bench_server: cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                eprintln!("bench_server: cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let (drain, addr) = match (drain_from_env(), addr_from_env()) {
+        (Ok(drain), Ok(addr)) => (drain, addr),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("bench_server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let token = CancellationToken::new();
+    let layer = DrainLayer::new(token.clone());
+    let app = if drain {
+        routes::routes().layer(layer.clone())
+    } else {
+        routes::routes()
+    };
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("bench_server: cannot bind {addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match listener.local_addr() {
+        Ok(bound) => println!("listening on {bound}"),
+        Err(e) => {
+            eprintln!("bench_server: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let stop = token.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        stop.cancel();
+    });
+    if let Err(e) = server.await {
+        eprintln!("bench_server: server error: {e}");
+        return ExitCode::FAILURE;
+    }
+    if drain {
+        if let Err(stragglers) = layer
+            .tracker()
+            .drained_timeout(Duration::from_secs(5))
+            .await
+        {
+            eprintln!("bench_server: {stragglers}");
+        }
+    }
+    ExitCode::SUCCESS
+}
