@@ -12,6 +12,8 @@
 //! DRAIN=1 ADDR=127.0.0.1:3001 cargo run --release --example bench_server
 //! ```
 
+// `routes::param` returns `Result<u64, Response>`; clippy finds the error variant large.
+#[allow(clippy::result_large_err)]
 #[path = "support/routes.rs"]
 mod routes;
 
