@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Instructions per request, counted by callgrind: repeatable where wall-clock benchmarks on a
+# shared machine are not. For each path of examples/bench_requests.rs, runs SMALL and LARGE
+# requests and reports (Ir(LARGE) - Ir(SMALL)) / (LARGE - SMALL), which cancels start-up.
+#
+#   bash scripts/callgrind.sh                    # every path
+#   bash scripts/callgrind.sh bare drain         # some paths
+#
+# Instruction counts do not show what an instruction costs: a `lock`-prefixed atomic is one
+# instruction but tens of cycles (more under contention). Read them with the criterion figures.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SMALL=${SMALL:-1000}
+LARGE=${LARGE:-11000}
+paths=("$@")
+((${#paths[@]})) || paths=(bare drain drain_refused concurrency_limit in_flight)
+
+command -v valgrind >/dev/null || (apt-get update && apt-get install -y valgrind)
+cargo build --release --example bench_requests
+BIN=target/release/examples/bench_requests
+
+instructions() {
+  valgrind --tool=callgrind --callgrind-out-file=/dev/null "$BIN" "$1" "$2" 2>&1 >/dev/null |
+    sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
+}
+
+printf '%-18s %14s %14s\n' path 'Ir/request' 'vs bare'
+bare=
+for path in bare "${paths[@]}"; do
+  [[ $path == bare && -n $bare ]] && continue
+  small=$(instructions "$path" "$SMALL")
+  large=$(instructions "$path" "$LARGE")
+  per=$(((large - small) / (LARGE - SMALL)))
+  [[ -n $bare ]] || bare=$per
+  printf '%-18s %14d %+14d\n' "$path" "$per" "$((per - bare))"
+done
