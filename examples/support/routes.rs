@@ -90,7 +90,12 @@ impl http_body::Body for Chunks {
     }
 }
 
-fn param(query: &HashMap<String, String>, name: &str, default: u64, max: u64) -> Result<u64, Response> {
+fn param(
+    query: &HashMap<String, String>,
+    name: &str,
+    default: u64,
+    max: u64,
+) -> Result<u64, Response> {
     match query.get(name) {
         None => Ok(default),
         Some(raw) => match raw.parse::<u64>() {
