@@ -20,14 +20,14 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// A request that hangs for a minute after its first chunk.
 const HUNG: &str = "/stream?chunks=2&ms=60000";
 
-/// The example binary, built once per test run. `cargo test --all-features` has just built
-/// it, so the build here is a no-op then; it keeps `cargo test --test shutdown_process` (which
-/// builds no example) from running a stale binary. Cargo does not hold its build lock while
-/// tests run, so calling it from a test is safe.
-fn example() -> &'static PathBuf {
-    static EXAMPLE: OnceLock<PathBuf> = OnceLock::new();
-    EXAMPLE.get_or_init(|| {
-        // target/<profile>/deps/shutdown_process-HASH -> target/<profile>/examples/axum
+/// The examples' binaries, built once per test run. `cargo test --all-features` has just
+/// built them, so the build here is a no-op then; it keeps `cargo test --test
+/// shutdown_process` (which builds no example) from running stale binaries. Cargo does not
+/// hold its build lock while tests run, so calling it from a test is safe.
+fn example(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        // target/<profile>/deps/shutdown_process-HASH -> target/<profile>/examples/
         let exe = std::env::current_exe().expect("current_exe");
         let profile_dir = exe
             .parent()
@@ -35,26 +35,31 @@ fn example() -> &'static PathBuf {
             .expect("test binary lives in target/<profile>/deps");
         if let Ok(cargo) = std::env::var("CARGO") {
             let mut build = Command::new(cargo);
-            build.args(["build", "--quiet", "--example", "axum", "--all-features"]);
+            build.args(["build", "--quiet", "--all-features"]);
+            for example in EXAMPLES {
+                build.args(["--example", example]);
+            }
             if profile_dir.ends_with("release") {
                 build.arg("--release");
             }
-            let status = build.status().expect("run cargo build --example axum");
-            assert!(status.success(), "cargo build --example axum failed");
+            let status = build.status().expect("run cargo build --example ..");
+            assert!(status.success(), "cargo build of the examples failed");
         }
-        let path = profile_dir
-            .join("examples")
-            .join(format!("axum{}", std::env::consts::EXE_SUFFIX));
-        assert!(
-            path.exists(),
-            "example binary not found at {}",
-            path.display()
-        );
-        path
-    })
+        profile_dir.join("examples")
+    });
+    assert!(EXAMPLES.contains(&name), "add {name} to EXAMPLES");
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "example binary not found at {}",
+        path.display()
+    );
+    path
 }
 
-/// A running `axum` example; killed on drop, so a failing test leaves no process behind.
+const EXAMPLES: [&str; 4] = ["axum", "hyper", "sse", "tonic"];
+
+/// A running example; killed on drop, so a failing test leaves no process behind.
 struct Server {
     child: Child,
     addr: SocketAddr,
@@ -63,8 +68,13 @@ struct Server {
 }
 
 impl Server {
+    /// Starts the `axum` example.
     fn start(notice_ms: u64, drain_timeout_ms: u64) -> Self {
-        let mut child = Command::new(example())
+        Self::start_example("axum", notice_ms, drain_timeout_ms)
+    }
+
+    fn start_example(name: &str, notice_ms: u64, drain_timeout_ms: u64) -> Self {
+        let mut child = Command::new(example(name))
             .env("ADDR", "127.0.0.1:0")
             .env("NOTICE_MS", notice_ms.to_string())
             .env("DRAIN_TIMEOUT_MS", drain_timeout_ms.to_string())
@@ -73,7 +83,7 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start the axum example");
+            .unwrap_or_else(|e| panic!("start the {name} example: {e}"));
         let stderr = Arc::new(Mutex::new(String::new()));
         let stdout = Arc::new(Mutex::new(String::new()));
         collect(child.stderr.take().unwrap(), Arc::clone(&stderr), None);
@@ -422,7 +432,7 @@ fn second_sigint_exits_at_once_with_130() {
 #[test]
 fn bad_environment_exits_with_code_2_and_a_message() {
     for (name, value) in [("ADDR", "not an address"), ("NOTICE_MS", "soon")] {
-        let output = Command::new(example())
+        let output = Command::new(example("axum"))
             .env("ADDR", "127.0.0.1:0")
             .env(name, value)
             .stdin(Stdio::null())
@@ -432,4 +442,97 @@ fn bad_environment_exits_with_code_2_and_a_message() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(name), "{name}={value}: {stderr}");
     }
+}
+
+#[test]
+fn sse_stream_ends_itself_when_the_drain_starts() {
+    let drain_timeout = Duration::from_secs(20);
+    let mut server = Server::start_example("sse", 0, drain_timeout.as_millis() as u64);
+    let events = server.get_in_background("/events", Some("event: tick"));
+    let signalled = Instant::now();
+    server.signal("TERM");
+    match events.join().unwrap() {
+        Response::Http(200, body) => assert!(body.contains("event: bye"), "{body:?}"),
+        other => panic!("events: {other:?}"),
+    }
+    let (status, _) = server.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", server.stderr());
+    let took = signalled.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "the stream should end at the drain, not at the {drain_timeout:?} deadline: {took:?}"
+    );
+    assert!(server.stdout().contains("0 still in flight"));
+}
+
+#[test]
+fn hyper_example_finishes_requests_in_flight_and_exits_zero() {
+    let mut server = Server::start_example("hyper", 200, 5_000);
+    let slow = server.get_in_background("/slow?ms=1000", None);
+    server.signal("TERM");
+    match slow.join().unwrap() {
+        Response::Http(200, body) => assert!(body.contains("slept 1000 ms"), "{body:?}"),
+        other => panic!("slow request: {other:?}"),
+    }
+    let (status, _) = server.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", server.stderr());
+    assert!(server.stdout().contains("0 still in flight"));
+}
+
+#[test]
+fn tonic_health_turns_not_serving_as_soon_as_the_shutdown_begins() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+
+    let notice = Duration::from_secs(3);
+    let mut server = Server::start_example("tonic", notice.as_millis() as u64, 5_000);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let channel = tokio::time::timeout(
+            IO_TIMEOUT,
+            tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))
+                .unwrap()
+                .connect(),
+        )
+        .await
+        .expect("connect in time")
+        .expect("connect");
+        let client = HealthClient::new(channel);
+        let check = || {
+            let mut client = client.clone();
+            async move {
+                let request = HealthCheckRequest {
+                    service: String::new(),
+                };
+                tokio::time::timeout(IO_TIMEOUT, client.check(request))
+                    .await
+                    .expect("check in time")
+                    .expect("check")
+                    .into_inner()
+                    .status()
+            }
+        };
+        assert_eq!(check().await, ServingStatus::Serving);
+        let signalled = Instant::now();
+        server.signal("TERM");
+        while check().await != ServingStatus::NotServing {
+            assert!(
+                signalled.elapsed() < notice / 2,
+                "still SERVING {:?} after SIGTERM",
+                signalled.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            !server.stderr().contains("shutdown: draining"),
+            "NOT_SERVING must come at the start of the notice period, before the drain"
+        );
+        drop(client);
+    });
+    let (status, _) = server.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", server.stderr());
 }
