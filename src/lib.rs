@@ -28,6 +28,7 @@
 //! # Example
 //!
 //! ```
+//! use std::future::IntoFuture;
 //! use std::time::Duration;
 //! use axum::{routing::get, Router};
 //! use tokio_util::sync::CancellationToken;
