@@ -24,6 +24,7 @@
 //! tasks: the hooks run in reverse order of registration, so the pool, registered first,
 //! closes last.
 
+#[allow(clippy::result_large_err)] // the shared routes module returns early responses as errors
 #[path = "support/routes.rs"]
 mod routes;
 

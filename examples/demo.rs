@@ -19,6 +19,7 @@
 //! shutdown report and the clients' tally: every request should have succeeded, none failed.
 //! Runs in about 7 seconds.
 
+#[allow(clippy::result_large_err)] // the shared routes module returns early responses as errors
 #[path = "support/routes.rs"]
 mod routes;
 

@@ -1,6 +1,6 @@
 //! [`Shutdown`]: the shutdown sequence for the whole process, in the right order.
 //!
-//! Built on a [`DrainLayer`]'s token and tracker, a `Shutdown` waits for `SIGTERM`/`SIGINT`
+//! Built on a [`DrainLayer`](crate::DrainLayer)'s token and tracker, a `Shutdown` waits for `SIGTERM`/`SIGINT`
 //! (or any future you give it), then:
 //!
 //! 1. fails readiness ([`announce_shutdown`](crate::ConnectionTracker::announce_shutdown))
@@ -20,6 +20,7 @@
 //! # Example
 //!
 //! ```no_run
+//! use std::future::IntoFuture;
 //! use std::time::Duration;
 //! use axum::{routing::get, Router};
 //! use tokio_util::sync::CancellationToken;
