@@ -119,6 +119,10 @@ impl ShutdownBuilder {
     /// Checks the configuration and installs the signal handlers, now: a signal arriving
     /// before [`Shutdown::run`] is awaited is kept, not lost.
     ///
+    /// Once installed, tokio keeps the handlers for the life of the process: `SIGTERM` and
+    /// `SIGINT` no longer kill it by default. Await [`Shutdown::run`] (or build with
+    /// `signals(false)` and handle them yourself).
+    ///
     /// # Errors
     ///
     /// A zero deadline; a notice period not shorter than the overall deadline; a notice period

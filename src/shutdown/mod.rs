@@ -209,5 +209,5 @@ impl fmt::Debug for Shutdown {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests;
