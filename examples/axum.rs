@@ -24,6 +24,8 @@
 //! tasks: the hooks run in reverse order of registration, so the pool, registered first,
 //! closes last.
 
+#[path = "support/env.rs"]
+mod env;
 #[allow(clippy::result_large_err)] // the shared routes module returns early responses as errors
 #[path = "support/routes.rs"]
 mod routes;
@@ -40,7 +42,6 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use tokio_util::sync::CancellationToken;
 use tower_drain::{DrainLayer, Shutdown};
-use tracing_subscriber::EnvFilter;
 
 /// The exit code when the pool was used after it was closed.
 const EXIT_USED_AFTER_CLOSE: u8 = 70;
@@ -51,34 +52,12 @@ struct Config {
     drain_timeout: Duration,
 }
 
-fn env_ms(name: &str, default: u64) -> Result<Duration, String> {
-    match std::env::var(name) {
-        Err(std::env::VarError::NotPresent) => Ok(Duration::from_millis(default)),
-        Err(e) => Err(format!("{name}: {e}")),
-        Ok(v) => v
-            .trim()
-            .parse::<u64>()
-            .ok()
-            .filter(|ms| *ms <= 3_600_000)
-            .map(Duration::from_millis)
-            .ok_or_else(|| {
-                format!("{name} must be a whole number of milliseconds up to 3600000, got {v:?}")
-            }),
-    }
-}
-
 fn config() -> Result<Config, String> {
-    let addr = match std::env::var("ADDR") {
-        Err(std::env::VarError::NotPresent) => SocketAddr::from(([127, 0, 0, 1], 3000)),
-        Err(e) => return Err(format!("ADDR: {e}")),
-        Ok(v) => v
-            .parse()
-            .map_err(|e| format!("ADDR must be host:port, like 127.0.0.1:3000, got {v:?}: {e}"))?,
-    };
+    let (notice, drain_timeout) = env::timings()?;
     Ok(Config {
-        addr,
-        notice: env_ms("NOTICE_MS", 1_000)?,
-        drain_timeout: env_ms("DRAIN_TIMEOUT_MS", 10_000)?,
+        addr: env::addr(SocketAddr::from(([127, 0, 0, 1], 3000)))?,
+        notice,
+        drain_timeout,
     })
 }
 
@@ -118,11 +97,7 @@ async fn use_pool(pool: Arc<Pool>, request: Request, next: Next) -> Response {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    env::init_tracing();
     let config = match config() {
         Ok(config) => config,
         Err(message) => {
@@ -210,12 +185,7 @@ async fn serve(config: Config) -> Result<ExitCode, String> {
     let bound = listener
         .local_addr()
         .map_err(|e| format!("cannot read the bound address: {e}"))?;
-    {
-        use std::io::Write as _;
-        let mut stdout = std::io::stdout().lock();
-        let _ = writeln!(stdout, "listening on {bound}");
-        let _ = stdout.flush();
-    }
+    env::announce_listening(bound);
     tracing::info!(
         notice = ?config.notice,
         drain_timeout = ?config.drain_timeout,

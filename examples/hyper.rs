@@ -14,6 +14,9 @@
 //!   tells every connection to finish: HTTP/1.1 connections close once idle, HTTP/2 ones get
 //!   `GOAWAY`. The layer refuses whatever still arrives on them with `503`.
 
+#[path = "support/env.rs"]
+mod env;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -30,33 +33,6 @@ use hyper_util::service::TowerToHyperService;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_drain::{DrainLayer, Shutdown};
-use tracing_subscriber::EnvFilter;
-
-fn env_ms(name: &str, default: u64) -> Result<Duration, String> {
-    match std::env::var(name) {
-        Err(std::env::VarError::NotPresent) => Ok(Duration::from_millis(default)),
-        Err(e) => Err(format!("{name}: {e}")),
-        Ok(v) => v
-            .trim()
-            .parse::<u64>()
-            .ok()
-            .filter(|ms| *ms <= 3_600_000)
-            .map(Duration::from_millis)
-            .ok_or_else(|| {
-                format!("{name} must be a whole number of milliseconds up to 3600000, got {v:?}")
-            }),
-    }
-}
-
-fn addr() -> Result<SocketAddr, String> {
-    match std::env::var("ADDR") {
-        Err(std::env::VarError::NotPresent) => Ok(SocketAddr::from(([127, 0, 0, 1], 3000))),
-        Err(e) => Err(format!("ADDR: {e}")),
-        Ok(v) => v
-            .parse()
-            .map_err(|e| format!("ADDR must be host:port, like 127.0.0.1:3000, got {v:?}: {e}")),
-    }
-}
 
 /// The application, without any framework.
 async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -93,17 +69,11 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    env::init_tracing();
     let config = (|| {
-        Ok::<_, String>((
-            addr()?,
-            env_ms("NOTICE_MS", 1_000)?,
-            env_ms("DRAIN_TIMEOUT_MS", 10_000)?,
-        ))
+        let addr = env::addr(SocketAddr::from(([127, 0, 0, 1], 3000)))?;
+        let (notice, drain_timeout) = env::timings()?;
+        Ok::<_, String>((addr, notice, drain_timeout))
     })();
     let (addr, notice, drain_timeout) = match config {
         Ok(config) => config,
@@ -143,7 +113,7 @@ async fn serve(
     let bound = listener
         .local_addr()
         .map_err(|e| format!("cannot read the bound address: {e}"))?;
-    println!("listening on {bound}");
+    env::announce_listening(bound);
     tracing::info!("serving on {bound}; send SIGTERM or press Ctrl-C to shut down");
 
     let token = shutdown.drain_token();

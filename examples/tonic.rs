@@ -16,6 +16,9 @@
 //! - `serve_with_incoming_shutdown` follows the drain token: tonic stops accepting and sends
 //!   HTTP/2 `GOAWAY` at the moment the layer starts refusing.
 
+#[path = "support/env.rs"]
+mod env;
+
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -24,47 +27,14 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tower_drain::{DrainLayer, Shutdown};
-use tracing_subscriber::EnvFilter;
-
-fn env_ms(name: &str, default: u64) -> Result<Duration, String> {
-    match std::env::var(name) {
-        Err(std::env::VarError::NotPresent) => Ok(Duration::from_millis(default)),
-        Err(e) => Err(format!("{name}: {e}")),
-        Ok(v) => v
-            .trim()
-            .parse::<u64>()
-            .ok()
-            .filter(|ms| *ms <= 3_600_000)
-            .map(Duration::from_millis)
-            .ok_or_else(|| {
-                format!("{name} must be a whole number of milliseconds up to 3600000, got {v:?}")
-            }),
-    }
-}
-
-fn addr() -> Result<SocketAddr, String> {
-    match std::env::var("ADDR") {
-        Err(std::env::VarError::NotPresent) => Ok(SocketAddr::from(([127, 0, 0, 1], 50051))),
-        Err(e) => Err(format!("ADDR: {e}")),
-        Ok(v) => v
-            .parse()
-            .map_err(|e| format!("ADDR must be host:port, like 127.0.0.1:50051, got {v:?}: {e}")),
-    }
-}
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    env::init_tracing();
     let config = (|| {
-        Ok::<_, String>((
-            addr()?,
-            env_ms("NOTICE_MS", 1_000)?,
-            env_ms("DRAIN_TIMEOUT_MS", 10_000)?,
-        ))
+        let addr = env::addr(SocketAddr::from(([127, 0, 0, 1], 50051)))?;
+        let (notice, drain_timeout) = env::timings()?;
+        Ok::<_, String>((addr, notice, drain_timeout))
     })();
     let (addr, notice, drain_timeout) = match config {
         Ok(config) => config,
@@ -119,7 +89,7 @@ async fn serve(
     let bound = listener
         .local_addr()
         .map_err(|e| format!("cannot read the bound address: {e}"))?;
-    println!("listening on {bound}");
+    env::announce_listening(bound);
     tracing::info!("serving gRPC health on {bound}; send SIGTERM or press Ctrl-C to shut down");
 
     let server = tokio::spawn(

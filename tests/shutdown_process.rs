@@ -431,7 +431,11 @@ fn second_sigint_exits_at_once_with_130() {
 
 #[test]
 fn bad_environment_exits_with_code_2_and_a_message() {
-    for (name, value) in [("ADDR", "not an address"), ("NOTICE_MS", "soon")] {
+    for (name, value) in [
+        ("ADDR", "not an address"),
+        ("NOTICE_MS", "soon"),
+        ("DRAIN_TIMEOUT_MS", "0"),
+    ] {
         let output = Command::new(example("axum"))
             .env("ADDR", "127.0.0.1:0")
             .env(name, value)
