@@ -28,6 +28,7 @@
 //! # Example
 //!
 //! ```
+//! use std::future::IntoFuture;
 //! use std::time::Duration;
 //! use axum::{routing::get, Router};
 //! use tokio_util::sync::CancellationToken;
@@ -93,6 +94,9 @@ mod loom;
 mod readiness;
 mod reject;
 mod service;
+#[cfg(feature = "shutdown")]
+#[cfg_attr(docsrs, doc(cfg(feature = "shutdown")))]
+pub mod shutdown;
 mod signal;
 mod token_watch;
 mod tracker;
@@ -105,5 +109,8 @@ pub use guard::InFlightGuard;
 pub use layer::DrainLayer;
 pub use readiness::ReadinessService;
 pub use service::Drain;
+#[cfg(feature = "shutdown")]
+#[cfg_attr(docsrs, doc(cfg(feature = "shutdown")))]
+pub use shutdown::{Shutdown, ShutdownReport};
 pub use signal::DrainSignal;
 pub use tracker::ConnectionTracker;

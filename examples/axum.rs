@@ -1,0 +1,223 @@
+//! The full production pattern: an axum server with `DrainLayer` and the `Shutdown` sequence.
+//!
+//! ```sh
+//! cargo run --example axum                   # then Ctrl-C, or `kill -TERM <pid>`
+//! ADDR=127.0.0.1:0 NOTICE_MS=5000 DRAIN_TIMEOUT_MS=15000 cargo run --example axum
+//! ```
+//!
+//! Its interface is fixed, because the load-balancer tests and benchmarks start it:
+//!
+//! - listens on `ADDR` (default `127.0.0.1:3000`, port 0 allowed) and prints
+//!   `listening on <bound address>` on stdout once it accepts;
+//! - routes `GET /`, `GET /slow?ms=N`, `GET /stream?chunks=N&ms=M` (`examples/support/routes.rs`),
+//!   `GET /readyz` (503 from the moment shutdown starts) and `GET /livez` (always 200);
+//! - `NOTICE_MS` (default 1000) is the notice period, `DRAIN_TIMEOUT_MS` (default 10000) the
+//!   drain deadline; bad values exit with code 2 and a message;
+//! - on `SIGTERM`/`SIGINT` it runs the shutdown sequence, logs each phase to stderr, prints
+//!   the report on stdout, and exits with `report.exit_code()`: 0 clean, 1 when a deadline was
+//!   hit or a hook failed, 130/143 when a second signal forced the exit, and 70 if the pool was
+//!   used after it was closed (which the sequence exists to prevent).
+//!
+//! What it shows: readiness and liveness probes answered by the layer, a background worker
+//! spawned with `spawn_task` (cancelled after the HTTP drain), and a pool-like resource that
+//! every request and the worker use, closed by a cleanup hook only after `drained()` and the
+//! tasks: the hooks run in reverse order of registration, so the pool, registered first,
+//! closes last.
+
+#[path = "support/env.rs"]
+mod env;
+#[allow(clippy::result_large_err)] // the shared routes module returns early responses as errors
+#[path = "support/routes.rs"]
+mod routes;
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use tokio_util::sync::CancellationToken;
+use tower_drain::{DrainLayer, Shutdown};
+
+/// The exit code when the pool was used after it was closed.
+const EXIT_USED_AFTER_CLOSE: u8 = 70;
+
+struct Config {
+    addr: SocketAddr,
+    notice: Duration,
+    drain_timeout: Duration,
+}
+
+fn config() -> Result<Config, String> {
+    let (notice, drain_timeout) = env::timings()?;
+    Ok(Config {
+        addr: env::addr(SocketAddr::from(([127, 0, 0, 1], 3000)))?,
+        notice,
+        drain_timeout,
+    })
+}
+
+/// Stands in for a database pool: it must not be used once closed.
+#[derive(Default)]
+struct Pool {
+    closed: AtomicBool,
+    queries: AtomicU64,
+    used_after_close: AtomicU64,
+}
+
+impl Pool {
+    fn query(&self, by: &str) {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        if self.closed.load(Ordering::Acquire) {
+            self.used_after_close.fetch_add(1, Ordering::Relaxed);
+            tracing::error!("pool used by {by} after it was closed");
+        }
+    }
+
+    async fn close(&self) {
+        tokio::time::sleep(Duration::from_millis(20)).await; // flush, say goodbye to the server
+        self.closed.store(true, Ordering::Release);
+        tracing::info!(
+            queries = self.queries.load(Ordering::Relaxed),
+            "pool closed"
+        );
+    }
+}
+
+/// Every request uses the pool when it starts and when its handler returns.
+async fn use_pool(pool: Arc<Pool>, request: Request, next: Next) -> Response {
+    pool.query("a request");
+    let response = next.run(request).await;
+    pool.query("a request");
+    response
+}
+
+fn main() -> ExitCode {
+    env::init_tracing();
+    let config = match config() {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("axum example: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("axum example: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("axum example: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<ExitCode, String> {
+    let drain = DrainLayer::new(CancellationToken::new())
+        .readiness_path("/readyz")
+        .liveness_path("/livez");
+    let tasks_timeout = Duration::from_secs(2);
+    let mut shutdown = Shutdown::builder(&drain)
+        .notice_period(config.notice)
+        .drain_timeout(config.drain_timeout)
+        .tasks_timeout(tasks_timeout)
+        // Room for the hooks after the drain and the tasks; keep this total below the
+        // orchestrator's kill deadline (terminationGracePeriodSeconds).
+        .overall_timeout(
+            config.notice + config.drain_timeout + tasks_timeout + Duration::from_secs(5),
+        )
+        .build()
+        .map_err(|e| format!("shutdown configuration: {e}"))?;
+
+    let pool = Arc::new(Pool::default());
+
+    // Registered first, so it closes last: after the drain, the tasks and the other hooks.
+    shutdown.on_cleanup("db-pool", Duration::from_secs(3), {
+        let pool = Arc::clone(&pool);
+        move || async move {
+            pool.close().await;
+            Ok(())
+        }
+    });
+    shutdown.on_cleanup("flush-metrics", Duration::from_secs(1), {
+        let pool = Arc::clone(&pool);
+        move || async move {
+            pool.query("flush-metrics"); // the pool is still open here
+            tracing::info!("metrics flushed");
+            Ok(())
+        }
+    });
+
+    // A background worker: its token is cancelled after the HTTP drain, and it is awaited.
+    shutdown.spawn_task("worker", {
+        let pool = Arc::clone(&pool);
+        |token: CancellationToken| async move {
+            let mut ticks = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => pool.query("the worker"),
+                    () = token.cancelled() => break,
+                }
+            }
+            tracing::info!("worker stopped");
+        }
+    });
+
+    let app = routes::routes()
+        .layer(middleware::from_fn({
+            let pool = Arc::clone(&pool);
+            move |request, next| use_pool(Arc::clone(&pool), request, next)
+        }))
+        .layer(drain);
+
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.addr))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    env::announce_listening(bound);
+    tracing::info!(
+        notice = ?config.notice,
+        drain_timeout = ?config.drain_timeout,
+        "serving on {bound}; send SIGTERM or press Ctrl-C to shut down"
+    );
+
+    // The server's own graceful shutdown follows the drain token: it stops accepting at the
+    // moment the layer starts refusing.
+    let server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.drain_token().cancelled_owned())
+            .into_future(),
+    );
+
+    let report = shutdown.run().await;
+    println!("{report}");
+
+    // Connections close once idle; a request hung past the drain deadline is not waited for.
+    match tokio::time::timeout(Duration::from_secs(1), server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!("server error: {e}"),
+        Ok(Err(e)) => tracing::warn!("server task failed: {e}"),
+        Err(_) => tracing::warn!("server still had open connections; exiting anyway"),
+    }
+
+    let misuses = pool.used_after_close.load(Ordering::Relaxed);
+    if misuses > 0 {
+        tracing::error!("the pool was used {misuses} times after it was closed");
+        return Ok(ExitCode::from(EXIT_USED_AFTER_CLOSE));
+    }
+    // exit_code() is 0, 1, 130 or 143: it fits in a u8.
+    Ok(ExitCode::from(
+        u8::try_from(report.exit_code()).unwrap_or(1),
+    ))
+}

@@ -1,0 +1,163 @@
+//! hyper-util without a framework: the auto (HTTP/1.1 + HTTP/2) connection builder,
+//! `GracefulShutdown`, `DrainLayer` and the `Shutdown` sequence.
+//!
+//! ```sh
+//! cargo run --example hyper          # then Ctrl-C, or `kill -TERM <pid>`
+//! curl -i 127.0.0.1:3000/slow?ms=3000
+//! ```
+//!
+//! - `ADDR` (default `127.0.0.1:3000`), `NOTICE_MS` (default 1000), `DRAIN_TIMEOUT_MS`
+//!   (default 10000); bad values exit with code 2.
+//! - Routes: `GET /` (hello), `GET /slow?ms=N` (answers after N ms, at most 60 000),
+//!   `GET /readyz` and `GET /livez` (answered by the layer).
+//! - The accept loop stops when the drain token is cancelled, and `GracefulShutdown` then
+//!   tells every connection to finish: HTTP/1.1 connections close once idle, HTTP/2 ones get
+//!   `GOAWAY`. The layer refuses whatever still arrives on them with `503`.
+
+#[path = "support/env.rs"]
+mod env;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower_drain::{DrainLayer, Shutdown};
+
+/// The application, without any framework.
+async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let text = |status: StatusCode, body: String| {
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = status;
+        Ok(response)
+    };
+    match request.uri().path() {
+        "/" => text(StatusCode::OK, "hello\n".into()),
+        "/slow" => {
+            let ms = request
+                .uri()
+                .query()
+                .unwrap_or("ms=100")
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("ms="))
+                .unwrap_or("100")
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| *ms <= 60_000);
+            let Some(ms) = ms else {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "ms must be a whole number from 0 to 60000\n".into(),
+                );
+            };
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            text(StatusCode::OK, format!("slept {ms} ms\n"))
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    env::init_tracing();
+    let config = (|| {
+        let addr = env::addr(SocketAddr::from(([127, 0, 0, 1], 3000)))?;
+        let (notice, drain_timeout) = env::timings()?;
+        Ok::<_, String>((addr, notice, drain_timeout))
+    })();
+    let (addr, notice, drain_timeout) = match config {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("hyper example: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    match serve(addr, notice, drain_timeout).await {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("hyper example: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(
+    addr: SocketAddr,
+    notice: Duration,
+    drain_timeout: Duration,
+) -> Result<ExitCode, String> {
+    let drain = DrainLayer::new(CancellationToken::new())
+        .readiness_path("/readyz")
+        .liveness_path("/livez");
+    let shutdown = Shutdown::builder(&drain)
+        .notice_period(notice)
+        .drain_timeout(drain_timeout)
+        .overall_timeout(notice + drain_timeout + Duration::from_secs(8))
+        .build()
+        .map_err(|e| format!("shutdown configuration: {e}"))?;
+    let service = ServiceBuilder::new().layer(drain).service_fn(handle);
+
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    env::announce_listening(bound);
+    tracing::info!("serving on {bound}; send SIGTERM or press Ctrl-C to shut down");
+
+    let token = shutdown.drain_token();
+    let server = tokio::spawn(async move {
+        let builder = auto::Builder::new(TokioExecutor::new());
+        let graceful = GracefulShutdown::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let stream = match accepted {
+                        Ok((stream, _peer)) => stream,
+                        Err(e) => {
+                            // Out of file descriptors and the like: wait instead of spinning.
+                            tracing::warn!("accept failed: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let connection = builder
+                        .serve_connection_with_upgrades(
+                            TokioIo::new(stream),
+                            TowerToHyperService::new(service.clone()),
+                        )
+                        .into_owned();
+                    let connection = graceful.watch(connection);
+                    tokio::spawn(async move {
+                        if let Err(e) = connection.await {
+                            tracing::debug!("connection ended with an error: {e}");
+                        }
+                    });
+                }
+                // The drain started: stop accepting, and tell connections to finish.
+                () = token.cancelled() => break,
+            }
+        }
+        drop(listener);
+        graceful.shutdown().await;
+    });
+
+    let report = shutdown.run().await;
+    println!("{report}");
+    // Connections end once idle; one hung past the drain deadline is not waited for.
+    let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
+    Ok(ExitCode::from(
+        u8::try_from(report.exit_code()).unwrap_or(1),
+    ))
+}

@@ -1,0 +1,135 @@
+//! Server-sent events that end themselves when the drain starts.
+//!
+//! ```sh
+//! cargo run --example sse                 # then, in another terminal:
+//! curl -N 127.0.0.1:3000/events           # and press Ctrl-C in the first one
+//! ```
+//!
+//! A long stream never ends on its own, so a drain would wait for it until the deadline
+//! (axum #2673). Here the layer is built with `with_drain_signal()`, which puts a
+//! `DrainSignal` into every admitted request; the handler extracts it with
+//! `Extension<DrainSignal>` and, once draining starts, sends a last `bye` event and ends the
+//! stream. The client sees a clean end (and reconnects elsewhere, as `EventSource` does); the
+//! drain finishes at once instead of at its deadline.
+//!
+//! `ADDR` (default `127.0.0.1:3000`), `NOTICE_MS` (default 1000), `DRAIN_TIMEOUT_MS` (default
+//! 10000); bad values exit with code 2.
+
+#[path = "support/env.rs"]
+mod env;
+
+use std::convert::Infallible;
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::routing::get;
+use axum::{Extension, Router};
+use futures_util::stream::{self, Stream};
+use tokio_util::sync::CancellationToken;
+use tower_drain::{DrainLayer, DrainSignal, Shutdown};
+
+/// Where the stream is: ticking, or past its last event.
+enum State {
+    Ticking(u64),
+    Bye,
+}
+
+/// One event a second, until the drain starts; then `bye`, and the end of the stream.
+async fn events(
+    Extension(signal): Extension<DrainSignal>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let stream = stream::unfold(State::Ticking(0), move |state| {
+        let signal = signal.clone();
+        async move {
+            match state {
+                State::Ticking(n) => {
+                    let wait = if n == 0 {
+                        Duration::ZERO
+                    } else {
+                        Duration::from_secs(1)
+                    };
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {
+                            let event = Event::default().event("tick").data(n.to_string());
+                            Some((Ok(event), State::Ticking(n + 1)))
+                        }
+                        () = signal.draining() => {
+                            let event = Event::default()
+                                .event("bye")
+                                .data("server shutting down, reconnect");
+                            Some((Ok(event), State::Bye))
+                        }
+                    }
+                }
+                State::Bye => None,
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    env::init_tracing();
+    let config = (|| {
+        let addr = env::addr(SocketAddr::from(([127, 0, 0, 1], 3000)))?;
+        let (notice, drain_timeout) = env::timings()?;
+        Ok::<_, String>((addr, notice, drain_timeout))
+    })();
+    let (addr, notice, drain_timeout) = match config {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("sse example: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    match serve(addr, notice, drain_timeout).await {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("sse example: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(
+    addr: SocketAddr,
+    notice: Duration,
+    drain_timeout: Duration,
+) -> Result<ExitCode, String> {
+    let drain = DrainLayer::new(CancellationToken::new())
+        .readiness_path("/readyz")
+        .liveness_path("/livez")
+        .with_drain_signal();
+    let shutdown = Shutdown::builder(&drain)
+        .notice_period(notice)
+        .drain_timeout(drain_timeout)
+        .overall_timeout(notice + drain_timeout + Duration::from_secs(8))
+        .build()
+        .map_err(|e| format!("shutdown configuration: {e}"))?;
+    let app = Router::new().route("/events", get(events)).layer(drain);
+
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    env::announce_listening(bound);
+    tracing::info!("try: curl -N http://{bound}/events, then send SIGTERM or press Ctrl-C");
+    let server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.drain_token().cancelled_owned())
+            .into_future(),
+    );
+
+    let report = shutdown.run().await;
+    println!("{report}");
+    let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
+    Ok(ExitCode::from(
+        u8::try_from(report.exit_code()).unwrap_or(1),
+    ))
+}

@@ -1,0 +1,114 @@
+//! A gRPC server (tonic + tonic-health) on the `Shutdown` sequence.
+//!
+//! ```sh
+//! cargo run --example tonic        # then Ctrl-C, or `kill -TERM <pid>`
+//! grpcurl -plaintext 127.0.0.1:50051 grpc.health.v1.Health/Check
+//! ```
+//!
+//! - `ADDR` (default `127.0.0.1:50051`), `NOTICE_MS` (default 1000), `DRAIN_TIMEOUT_MS`
+//!   (default 10000); bad values exit with code 2.
+//! - The health service answers `SERVING`, then `NOT_SERVING` **as soon as the shutdown
+//!   begins** (the `started_token`), so gRPC readiness probes and health-checking load
+//!   balancers move traffic away during the notice period, while calls are still served.
+//! - `DrainLayer` sits on `Server::builder().layer(..)`: once the drain starts, new calls get
+//!   `UNAVAILABLE` (which gRPC clients retry) without reaching the services; the health
+//!   service is exempt, so probes keep getting an answer (`NOT_SERVING`) until the exit.
+//! - `serve_with_incoming_shutdown` follows the drain token: tonic stops accepting and sends
+//!   HTTP/2 `GOAWAY` at the moment the layer starts refusing.
+
+#[path = "support/env.rs"]
+mod env;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tower_drain::{DrainLayer, Shutdown};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    env::init_tracing();
+    let config = (|| {
+        let addr = env::addr(SocketAddr::from(([127, 0, 0, 1], 50051)))?;
+        let (notice, drain_timeout) = env::timings()?;
+        Ok::<_, String>((addr, notice, drain_timeout))
+    })();
+    let (addr, notice, drain_timeout) = match config {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("tonic example: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    match serve(addr, notice, drain_timeout).await {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("tonic example: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(
+    addr: SocketAddr,
+    notice: Duration,
+    drain_timeout: Duration,
+) -> Result<ExitCode, String> {
+    let drain = DrainLayer::new(CancellationToken::new())
+        // Probes keep their answer through the drain: NOT_SERVING, not UNAVAILABLE.
+        .exempt_path("/grpc.health.v1.Health/Check")
+        .exempt_path("/grpc.health.v1.Health/Watch");
+    let shutdown = Shutdown::builder(&drain)
+        .notice_period(notice)
+        .drain_timeout(drain_timeout)
+        .overall_timeout(notice + drain_timeout + Duration::from_secs(8))
+        .build()
+        .map_err(|e| format!("shutdown configuration: {e}"))?;
+
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("", ServingStatus::Serving)
+        .await;
+
+    // NOT_SERVING the moment the shutdown begins, before the notice period.
+    let started = shutdown.started_token();
+    tokio::spawn(async move {
+        started.cancelled().await;
+        reporter
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        tracing::info!("health: NOT_SERVING");
+    });
+
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    env::announce_listening(bound);
+    tracing::info!("serving gRPC health on {bound}; send SIGTERM or press Ctrl-C to shut down");
+
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .layer(drain)
+            .add_service(health)
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(listener),
+                shutdown.drain_token().cancelled_owned(),
+            ),
+    );
+
+    let report = shutdown.run().await;
+    println!("{report}");
+    // Open Watch streams keep their connections; do not wait for them past a second.
+    if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(1), server).await {
+        tracing::warn!("server error: {e}");
+    }
+    Ok(ExitCode::from(
+        u8::try_from(report.exit_code()).unwrap_or(1),
+    ))
+}

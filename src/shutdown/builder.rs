@@ -1,0 +1,203 @@
+//! [`ShutdownBuilder`]: the phases' durations and the triggers, checked when built.
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+
+use super::error::ShutdownConfigError;
+use super::sequence::Plan;
+use super::tasks::Tasks;
+use super::trigger::{BoxTrigger, Triggers};
+use super::Shutdown;
+use crate::tracker::ConnectionTracker;
+use crate::DrainLayer;
+
+/// Default notice period: none. On Kubernetes use a few seconds, see
+/// [`notice_period`](ShutdownBuilder::notice_period).
+pub const DEFAULT_NOTICE_PERIOD: Duration = Duration::ZERO;
+/// Default drain deadline: 20 s.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// Default deadline for background tasks: 5 s.
+pub const DEFAULT_TASKS_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default overall deadline: 28 s, below Kubernetes' default `terminationGracePeriodSeconds`
+/// of 30 s.
+pub const DEFAULT_OVERALL_TIMEOUT: Duration = Duration::from_secs(28);
+
+/// Configures a [`Shutdown`]. Get one from [`Shutdown::builder`].
+///
+/// # Defaults
+///
+/// | Setting | Default |
+/// |---|---|
+/// | [`notice_period`](Self::notice_period) | [0](DEFAULT_NOTICE_PERIOD) |
+/// | [`drain_timeout`](Self::drain_timeout) | [20 s](DEFAULT_DRAIN_TIMEOUT) |
+/// | [`tasks_timeout`](Self::tasks_timeout) | [5 s](DEFAULT_TASKS_TIMEOUT) |
+/// | [`overall_timeout`](Self::overall_timeout) | [28 s](DEFAULT_OVERALL_TIMEOUT) |
+/// | OS signals (feature `signal`) | `SIGTERM` and `SIGINT` on Unix, Ctrl-C on Windows |
+#[must_use = "a builder does nothing until `build()` is called"]
+pub struct ShutdownBuilder {
+    tracker: ConnectionTracker,
+    notice: Duration,
+    drain: Duration,
+    tasks: Duration,
+    overall: Duration,
+    signals: bool,
+    triggers: Vec<BoxTrigger>,
+}
+
+impl ShutdownBuilder {
+    pub(crate) fn new(tracker: ConnectionTracker) -> Self {
+        Self {
+            tracker,
+            notice: DEFAULT_NOTICE_PERIOD,
+            drain: DEFAULT_DRAIN_TIMEOUT,
+            tasks: DEFAULT_TASKS_TIMEOUT,
+            overall: DEFAULT_OVERALL_TIMEOUT,
+            signals: cfg!(feature = "signal"),
+            triggers: Vec::new(),
+        }
+    }
+
+    /// How long readiness fails while requests are still served, before the drain starts.
+    ///
+    /// On Kubernetes, endpoint removal runs at the same time as `SIGTERM`: set this to at least
+    /// the readiness probe's `periodSeconds × failureThreshold` plus a margin for the endpoint
+    /// update to reach every load balancer (about 5 s for a 1 s × 3 probe). Zero skips it.
+    pub fn notice_period(mut self, notice: Duration) -> Self {
+        self.notice = notice;
+        self
+    }
+
+    /// How long to wait for requests in flight once the drain starts. Must be non-zero.
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain = timeout;
+        self
+    }
+
+    /// How long background tasks get to finish once their token is cancelled; those still
+    /// running are then aborted. Must be non-zero.
+    pub fn tasks_timeout(mut self, timeout: Duration) -> Self {
+        self.tasks = timeout;
+        self
+    }
+
+    /// Bounds the whole sequence, from the trigger to the report: when it passes, whatever
+    /// runs is aborted and the rest skipped. Set it below the orchestrator's kill deadline
+    /// (Kubernetes: `terminationGracePeriodSeconds`, minus the `preStop` sleep), so that the
+    /// report is written and the exit code chosen before `SIGKILL`.
+    pub fn overall_timeout(mut self, timeout: Duration) -> Self {
+        self.overall = timeout;
+        self
+    }
+
+    /// Also starts the shutdown when `trigger` completes: an admin endpoint, a fatal error
+    /// elsewhere, a test. May be called several times; the first to complete wins.
+    ///
+    /// For a token, pass `token.cancelled_owned()`. A [`ShutdownHandle`](super::ShutdownHandle)
+    /// ([`Shutdown::handle`]) is another way.
+    pub fn trigger<F>(mut self, trigger: F) -> Self
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.triggers.push(Box::pin(trigger));
+        self
+    }
+
+    /// Whether `SIGTERM`/`SIGINT` (Ctrl-C off Unix) start the shutdown and a second one forces
+    /// the exit. On by default; turn it off when something else owns the signals (and in
+    /// tests, which share one process).
+    #[cfg(feature = "signal")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "signal")))]
+    pub fn signals(mut self, enabled: bool) -> Self {
+        self.signals = enabled;
+        self
+    }
+
+    /// Checks the configuration and installs the signal handlers, now: a signal arriving
+    /// before [`Shutdown::run`] is awaited is kept, not lost.
+    ///
+    /// Once installed, tokio keeps the handlers for the life of the process: `SIGTERM` and
+    /// `SIGINT` no longer kill it by default. Await [`Shutdown::run`] (or build with
+    /// `signals(false)` and handle them yourself).
+    ///
+    /// # Errors
+    ///
+    /// A zero deadline; a notice period not shorter than the overall deadline; a notice period
+    /// plus drain deadline longer than the overall deadline; a tasks deadline not shorter than
+    /// the overall deadline; no Tokio runtime; a signal handler that cannot be installed.
+    pub fn build(self) -> Result<Shutdown, ShutdownConfigError> {
+        self.check()?;
+        let runtime = Handle::try_current().map_err(|_| ShutdownConfigError::NoRuntime)?;
+        let triggers =
+            Triggers::new(self.signals, self.triggers).map_err(ShutdownConfigError::Signal)?;
+        Ok(Shutdown {
+            plan: Plan {
+                tracker: self.tracker,
+                notice: self.notice,
+                drain: self.drain,
+                tasks_timeout: self.tasks,
+                tasks: Tasks::new(runtime.clone()),
+                hooks: Vec::new(),
+                runtime,
+            },
+            triggers,
+            started: CancellationToken::new(),
+            overall: self.overall,
+        })
+    }
+
+    fn check(&self) -> Result<(), ShutdownConfigError> {
+        for (name, value) in [
+            ("drain_timeout", self.drain),
+            ("tasks_timeout", self.tasks),
+            ("overall_timeout", self.overall),
+        ] {
+            if value.is_zero() {
+                return Err(ShutdownConfigError::ZeroTimeout { name });
+            }
+        }
+        if self.notice >= self.overall {
+            return Err(ShutdownConfigError::NoticeNotBelowOverall {
+                notice: self.notice,
+                overall: self.overall,
+            });
+        }
+        if self.notice.saturating_add(self.drain) > self.overall {
+            return Err(ShutdownConfigError::DrainExceedsOverall {
+                notice: self.notice,
+                drain: self.drain,
+                overall: self.overall,
+            });
+        }
+        if self.tasks >= self.overall {
+            return Err(ShutdownConfigError::TasksNotBelowOverall {
+                tasks: self.tasks,
+                overall: self.overall,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ShutdownBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShutdownBuilder")
+            .field("notice", &self.notice)
+            .field("drain", &self.drain)
+            .field("tasks", &self.tasks)
+            .field("overall", &self.overall)
+            .field("signals", &self.signals)
+            .field("triggers", &self.triggers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Lets [`Shutdown::builder`] take the layer itself: `Shutdown::builder(&drain)`.
+impl From<&DrainLayer> for ConnectionTracker {
+    fn from(layer: &DrainLayer) -> Self {
+        layer.tracker()
+    }
+}

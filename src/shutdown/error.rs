@@ -1,0 +1,90 @@
+//! [`ShutdownConfigError`]: a configuration that cannot work, refused by
+//! [`ShutdownBuilder::build`](super::ShutdownBuilder::build).
+
+use std::error::Error;
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+/// Why [`ShutdownBuilder::build`](super::ShutdownBuilder::build) refused to build a
+/// [`Shutdown`](super::Shutdown).
+///
+/// Every check runs at start-up, so a bad configuration fails the first deploy of the code
+/// rather than surprising you at the first shutdown.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ShutdownConfigError {
+    /// A deadline was zero: that phase could never finish.
+    ZeroTimeout {
+        /// The builder method that set it, such as `"drain_timeout"`.
+        name: &'static str,
+    },
+    /// The notice period is not shorter than the overall deadline, so the drain would never
+    /// start.
+    NoticeNotBelowOverall {
+        /// The notice period.
+        notice: Duration,
+        /// The overall deadline.
+        overall: Duration,
+    },
+    /// The notice period plus the drain deadline exceed the overall deadline: the drain
+    /// deadline you set could never be reached.
+    DrainExceedsOverall {
+        /// The notice period.
+        notice: Duration,
+        /// The drain deadline.
+        drain: Duration,
+        /// The overall deadline.
+        overall: Duration,
+    },
+    /// The deadline for background tasks is not shorter than the overall deadline.
+    TasksNotBelowOverall {
+        /// The tasks' deadline.
+        tasks: Duration,
+        /// The overall deadline.
+        overall: Duration,
+    },
+    /// `build()` was called outside a Tokio runtime: the signal handlers and the tasks need one.
+    NoRuntime,
+    /// Installing a signal handler failed.
+    Signal(io::Error),
+}
+
+impl fmt::Display for ShutdownConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ZeroTimeout { name } => write!(f, "{name} must be greater than zero"),
+            Self::NoticeNotBelowOverall { notice, overall } => write!(
+                f,
+                "notice period ({notice:?}) must be shorter than the overall deadline ({overall:?})"
+            ),
+            Self::DrainExceedsOverall {
+                notice,
+                drain,
+                overall,
+            } => write!(
+                f,
+                "notice period ({notice:?}) + drain deadline ({drain:?}) must not exceed the \
+                 overall deadline ({overall:?})"
+            ),
+            Self::TasksNotBelowOverall { tasks, overall } => write!(
+                f,
+                "tasks deadline ({tasks:?}) must be shorter than the overall deadline ({overall:?})"
+            ),
+            Self::NoRuntime => f.write_str(
+                "Shutdown::build must be called from within a Tokio runtime \
+                 (it installs signal handlers and spawns tasks)",
+            ),
+            Self::Signal(err) => write!(f, "could not install a signal handler: {err}"),
+        }
+    }
+}
+
+impl Error for ShutdownConfigError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            Self::Signal(err) => Some(err),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,542 @@
+//! Process-level tests of the shutdown sequence: start `examples/axum.rs` as a real child
+//! process, drive real HTTP/1.1 requests over TCP, send real signals, and check what the
+//! outside world sees: readiness, responses, the log, the exit code and the timing.
+//!
+//! Every wait is bounded, and a `Drop` guard kills the child if a test fails.
+
+#![cfg(unix)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const STARTUP: Duration = Duration::from_secs(30);
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request that hangs for a minute after its first chunk.
+const HUNG: &str = "/stream?chunks=2&ms=60000";
+
+/// The examples' binaries, built once per test run. `cargo test --all-features` has just
+/// built them, so the build here is a no-op then; it keeps `cargo test --test
+/// shutdown_process` (which builds no example) from running stale binaries. Cargo does not
+/// hold its build lock while tests run, so calling it from a test is safe.
+fn example(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        // target/<profile>/deps/shutdown_process-HASH -> target/<profile>/examples/
+        let exe = std::env::current_exe().expect("current_exe");
+        let profile_dir = exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .expect("test binary lives in target/<profile>/deps");
+        if let Ok(cargo) = std::env::var("CARGO") {
+            let mut build = Command::new(cargo);
+            build.args(["build", "--quiet", "--all-features"]);
+            for example in EXAMPLES {
+                build.args(["--example", example]);
+            }
+            if profile_dir.ends_with("release") {
+                build.arg("--release");
+            }
+            let status = build.status().expect("run cargo build --example ..");
+            assert!(status.success(), "cargo build of the examples failed");
+        }
+        profile_dir.join("examples")
+    });
+    assert!(EXAMPLES.contains(&name), "add {name} to EXAMPLES");
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "example binary not found at {}",
+        path.display()
+    );
+    path
+}
+
+const EXAMPLES: [&str; 4] = ["axum", "hyper", "sse", "tonic"];
+
+/// A running example; killed on drop, so a failing test leaves no process behind.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    stderr: Arc<Mutex<String>>,
+    stdout: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts the `axum` example.
+    fn start(notice_ms: u64, drain_timeout_ms: u64) -> Self {
+        Self::start_example("axum", notice_ms, drain_timeout_ms)
+    }
+
+    fn start_example(name: &str, notice_ms: u64, drain_timeout_ms: u64) -> Self {
+        let mut child = Command::new(example(name))
+            .env("ADDR", "127.0.0.1:0")
+            .env("NOTICE_MS", notice_ms.to_string())
+            .env("DRAIN_TIMEOUT_MS", drain_timeout_ms.to_string())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start the {name} example: {e}"));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let stdout = Arc::new(Mutex::new(String::new()));
+        collect(child.stderr.take().unwrap(), Arc::clone(&stderr), None);
+        let (listening_tx, listening_rx) = mpsc::channel();
+        collect(
+            child.stdout.take().unwrap(),
+            Arc::clone(&stdout),
+            Some(listening_tx),
+        );
+        let mut server = Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            stderr,
+            stdout,
+        };
+        match listening_rx.recv_timeout(STARTUP) {
+            Ok(addr) => server.addr = addr,
+            Err(_) => panic!(
+                "no `listening on` line within {STARTUP:?}; stderr:\n{}",
+                server.stderr()
+            ),
+        }
+        server
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// Waits until the log holds `needle`.
+    fn wait_for_log(&self, needle: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.stderr().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "log line {needle:?} not seen within {within:?}; stderr:\n{}",
+                self.stderr()
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits for the process to exit; returns its status and how long that took.
+    fn wait_exit(&mut self, within: Duration) -> (ExitStatus, Duration) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return (status, started.elapsed());
+            }
+            assert!(
+                started.elapsed() < within,
+                "process did not exit within {within:?}; stderr:\n{}",
+                self.stderr()
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn get(&self, path: &str) -> Response {
+        get(self.addr, path)
+    }
+
+    /// Starts a request on its own thread and returns once it was sent (or, with `until`,
+    /// once the response so far holds `until`); join to get the whole response.
+    fn get_in_background(&self, path: &str, until: Option<&str>) -> thread::JoinHandle<Response> {
+        let (addr, path) = (self.addr, path.to_owned());
+        let until = until.map(str::to_owned);
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let handle = thread::spawn(move || {
+            let mut stream = connect(addr).expect("connect");
+            send(&mut stream, &path);
+            let mut raw = Vec::new();
+            if let Some(until) = until {
+                let mut buf = [0; 1024];
+                while !String::from_utf8_lossy(&raw).contains(&until) {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => raw.extend_from_slice(&buf[..n]),
+                    }
+                }
+            }
+            ready_tx.send(()).unwrap();
+            read_response(raw, stream)
+        });
+        ready_rx
+            .recv_timeout(IO_TIMEOUT)
+            .expect("request under way");
+        handle
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Copies a pipe into `sink`; with `listening`, reports the address of `listening on ADDR`.
+fn collect(
+    pipe: impl Read + Send + 'static,
+    sink: Arc<Mutex<String>>,
+    listening: Option<mpsc::Sender<SocketAddr>>,
+) {
+    thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if let (Some(tx), Some(addr)) = (&listening, line.strip_prefix("listening on ")) {
+                if let Ok(addr) = addr.trim().parse() {
+                    let _ = tx.send(addr);
+                }
+            }
+            let mut sink = sink.lock().unwrap();
+            sink.push_str(&line);
+            sink.push('\n');
+        }
+    });
+}
+
+#[derive(Debug)]
+enum Response {
+    /// Status and body (chunked framing left in; the tests only look for markers).
+    Http(u16, String),
+    /// Could not connect, or the connection failed before a complete response.
+    #[allow(dead_code)] // read through `Debug` in failure messages
+    Failed(String),
+}
+
+impl Response {
+    fn status(&self) -> Option<u16> {
+        match self {
+            Self::Http(status, _) => Some(*status),
+            Self::Failed(_) => None,
+        }
+    }
+}
+
+fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+    stream.set_read_timeout(Some(Duration::from_secs(90)))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    Ok(stream)
+}
+
+fn send(stream: &mut TcpStream, path: &str) {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).expect("send request");
+}
+
+/// Reads the rest of a response of which `raw` is the start.
+fn read_response(mut raw: Vec<u8>, mut stream: TcpStream) -> Response {
+    if let Err(e) = stream.read_to_end(&mut raw) {
+        return Response::Failed(format!("read: {e}"));
+    }
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return Response::Failed(format!("incomplete response: {text:?}"));
+    };
+    match head
+        .split(' ')
+        .nth(1)
+        .and_then(|status| status.parse().ok())
+    {
+        Some(status) => Response::Http(status, body.to_owned()),
+        None => Response::Failed(format!("bad status line: {head:?}")),
+    }
+}
+
+fn get(addr: SocketAddr, path: &str) -> Response {
+    match connect(addr) {
+        Ok(mut stream) => {
+            stream
+                .set_read_timeout(Some(IO_TIMEOUT))
+                .expect("set timeout");
+            send(&mut stream, path);
+            read_response(Vec::new(), stream)
+        }
+        Err(e) => Response::Failed(format!("connect: {e}")),
+    }
+}
+
+/// Positions of `needles` in `log`, panicking with the log if one is missing.
+fn positions(log: &str, needles: &[&str]) -> Vec<usize> {
+    needles
+        .iter()
+        .map(|needle| {
+            log.find(needle)
+                .unwrap_or_else(|| panic!("{needle:?} missing from the log:\n{log}"))
+        })
+        .collect()
+}
+
+#[test]
+fn readiness_flips_before_any_request_is_refused() {
+    let mut server = Server::start(1_000, 5_000);
+    assert_eq!(server.get("/readyz").status(), Some(200));
+    server.signal("TERM");
+    // Probe like a load balancer and a client at once, until the server stops answering.
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ready = server.get("/readyz").status();
+        let root = server.get("/").status();
+        seen.push((ready, root));
+        if root != Some(200) || Instant::now() > deadline {
+            break;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    let first_unready = seen.iter().position(|(ready, _)| *ready != Some(200));
+    let first_refused = seen.iter().position(|(_, root)| *root != Some(200));
+    let (Some(unready), Some(refused)) = (first_unready, first_refused) else {
+        panic!("readiness never flipped or nothing was ever refused: {seen:?}");
+    };
+    assert!(
+        unready < refused,
+        "a request was refused before readiness failed: {seen:?}"
+    );
+    assert!(
+        seen[unready..refused]
+            .iter()
+            .any(|(_, root)| *root == Some(200)),
+        "requests are still served during the notice period: {seen:?}"
+    );
+    let (status, _) = server.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", server.stderr());
+}
+
+#[test]
+fn requests_in_flight_at_sigterm_complete_with_200() {
+    let mut server = Server::start(200, 5_000);
+    let slow = server.get_in_background("/slow?ms=1500", None);
+    // Wait for the first chunk: the stream is certainly in flight when the signal arrives.
+    let stream = server.get_in_background("/stream?chunks=10&ms=100", Some("chunk 1\n"));
+    server.signal("TERM");
+    match slow.join().unwrap() {
+        Response::Http(200, body) => assert!(body.contains("slept 1500 ms"), "{body:?}"),
+        other => panic!("slow request: {other:?}"),
+    }
+    match stream.join().unwrap() {
+        Response::Http(200, body) => assert!(body.contains("chunk 10\n"), "{body:?}"),
+        other => panic!("stream request: {other:?}"),
+    }
+    let (status, _) = server.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", server.stderr());
+    let report = server.stdout();
+    assert!(report.contains("0 still in flight"), "{report}");
+}
+
+#[test]
+fn phases_and_cleanup_hooks_appear_in_order_in_the_log() {
+    let mut server = Server::start(100, 5_000);
+    server.signal("TERM");
+    let (status, _) = server.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", server.stderr());
+    let log = server.stderr();
+    let order = positions(
+        &log,
+        &[
+            "shutdown: triggered by SIGTERM",
+            "shutdown: notice period of 100ms started",
+            "shutdown: notice period over",
+            "shutdown: draining",
+            "shutdown: drained in",
+            "shutdown: cancelling 1 background tasks",
+            "worker stopped",
+            "shutdown: background tasks finished",
+            // Registered last, so run first; the pool, registered first, closes last.
+            "shutdown: cleanup flush-metrics started",
+            "metrics flushed",
+            "shutdown: cleanup db-pool started",
+            "pool closed",
+            "shutdown: cleanup finished",
+            "shutdown: finished",
+        ],
+    );
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "out of order:\n{log}"
+    );
+    assert!(!log.contains("after it was closed"), "{log}");
+}
+
+#[test]
+fn hung_request_exits_after_the_drain_deadline_with_code_1() {
+    let drain_timeout = Duration::from_millis(500);
+    let mut server = Server::start(0, drain_timeout.as_millis() as u64);
+    // The first chunk comes at once, the second after a minute: certainly in flight, and hung.
+    let _hung = server.get_in_background(HUNG, Some("chunk 1\n"));
+    server.signal("TERM");
+    let (status, took) = server.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(1), "stderr:\n{}", server.stderr());
+    assert!(
+        took >= drain_timeout,
+        "exited before the deadline: {took:?}"
+    );
+    // The deadline, then tasks (immediate), hooks (~20 ms) and the server's 1 s grace.
+    let margin = Duration::from_secs(2);
+    assert!(took < drain_timeout + margin, "took {took:?}");
+    let report = server.stdout();
+    assert!(report.contains("1 still in flight"), "{report}");
+    assert!(report.contains("exit code 1"), "{report}");
+}
+
+fn second_signal_exits_at_once(signal: &str, code: i32) {
+    let mut server = Server::start(0, 20_000);
+    // The first chunk comes at once, the second after a minute: certainly in flight, and hung.
+    let _hung = server.get_in_background(HUNG, Some("chunk 1\n"));
+    server.signal("TERM");
+    server.wait_for_log("shutdown: draining", Duration::from_secs(10));
+    server.signal(signal);
+    let (status, took) = server.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(code), "stderr:\n{}", server.stderr());
+    // At once: not the 20 s drain deadline. The server's 1 s grace for connections remains.
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    let log = server.stderr();
+    assert!(
+        log.contains(&format!("second signal SIG{signal} during the drain phase")),
+        "{log}"
+    );
+    assert!(server.stdout().contains("cleanup db-pool: skipped"));
+}
+
+#[test]
+fn second_sigterm_exits_at_once_with_143() {
+    second_signal_exits_at_once("TERM", 143);
+}
+
+#[test]
+fn second_sigint_exits_at_once_with_130() {
+    second_signal_exits_at_once("INT", 130);
+}
+
+#[test]
+fn bad_environment_exits_with_code_2_and_a_message() {
+    for (name, value) in [
+        ("ADDR", "not an address"),
+        ("NOTICE_MS", "soon"),
+        ("DRAIN_TIMEOUT_MS", "0"),
+    ] {
+        let output = Command::new(example("axum"))
+            .env("ADDR", "127.0.0.1:0")
+            .env(name, value)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the example");
+        assert_eq!(output.status.code(), Some(2), "{name}={value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(name), "{name}={value}: {stderr}");
+    }
+}
+
+#[test]
+fn sse_stream_ends_itself_when_the_drain_starts() {
+    let drain_timeout = Duration::from_secs(20);
+    let mut server = Server::start_example("sse", 0, drain_timeout.as_millis() as u64);
+    let events = server.get_in_background("/events", Some("event: tick"));
+    let signalled = Instant::now();
+    server.signal("TERM");
+    match events.join().unwrap() {
+        Response::Http(200, body) => assert!(body.contains("event: bye"), "{body:?}"),
+        other => panic!("events: {other:?}"),
+    }
+    let (status, _) = server.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", server.stderr());
+    let took = signalled.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "the stream should end at the drain, not at the {drain_timeout:?} deadline: {took:?}"
+    );
+    assert!(server.stdout().contains("0 still in flight"));
+}
+
+#[test]
+fn hyper_example_finishes_requests_in_flight_and_exits_zero() {
+    let mut server = Server::start_example("hyper", 200, 5_000);
+    let slow = server.get_in_background("/slow?ms=1000", None);
+    server.signal("TERM");
+    match slow.join().unwrap() {
+        Response::Http(200, body) => assert!(body.contains("slept 1000 ms"), "{body:?}"),
+        other => panic!("slow request: {other:?}"),
+    }
+    let (status, _) = server.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", server.stderr());
+    assert!(server.stdout().contains("0 still in flight"));
+}
+
+#[test]
+fn tonic_health_turns_not_serving_as_soon_as_the_shutdown_begins() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+
+    let notice = Duration::from_secs(3);
+    let mut server = Server::start_example("tonic", notice.as_millis() as u64, 5_000);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let channel = tokio::time::timeout(
+            IO_TIMEOUT,
+            tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))
+                .unwrap()
+                .connect(),
+        )
+        .await
+        .expect("connect in time")
+        .expect("connect");
+        let client = HealthClient::new(channel);
+        let check = || {
+            let mut client = client.clone();
+            async move {
+                let request = HealthCheckRequest {
+                    service: String::new(),
+                };
+                tokio::time::timeout(IO_TIMEOUT, client.check(request))
+                    .await
+                    .expect("check in time")
+                    .expect("check")
+                    .into_inner()
+                    .status()
+            }
+        };
+        assert_eq!(check().await, ServingStatus::Serving);
+        let signalled = Instant::now();
+        server.signal("TERM");
+        while check().await != ServingStatus::NotServing {
+            assert!(
+                signalled.elapsed() < notice / 2,
+                "still SERVING {:?} after SIGTERM",
+                signalled.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            !server.stderr().contains("shutdown: draining"),
+            "NOT_SERVING must come at the start of the notice period, before the drain"
+        );
+        drop(client);
+    });
+    let (status, _) = server.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", server.stderr());
+}
