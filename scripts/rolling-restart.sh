@@ -1,0 +1,306 @@
+#!/usr/bin/env bash
+# Zero-downtime proof: rolling restarts of two backends behind HAProxy, under steady load.
+#
+#   bash scripts/rolling-restart.sh --mode drain --restarts 3        # what CI runs
+#   bash scripts/rolling-restart.sh --mode all --restarts 10         # the README's table
+#
+# For each mode it starts two instances of a server on loopback, HAProxy in front of them
+# (active health checks on /readyz, keep-alive to the backends), the `loadgen` example
+# driving fast, slow and streaming requests through HAProxy on keep-alive connections, and
+# then restarts the instances one at a time: SIGTERM, wait for exit, start again on the same
+# port, wait until its /readyz answers 200 and HAProxy reports it UP. The load generator
+# prints one row per restart: requests sent, 2xx, non-2xx, connection errors.
+#
+# Modes:  drain           examples/axum.rs: tower-drain's DrainLayer + notice period
+#         naive-graceful  examples/naive.rs, NAIVE=graceful: axum's with_graceful_shutdown alone
+#         naive-abrupt    examples/naive.rs, NAIVE=abrupt: exits on SIGTERM at once
+#         all             the three, one after the other, same settings
+#
+# Exit status: non-zero if the drain mode lost any request (a non-2xx answer or a connection
+# error, a truncated stream included). The naive modes only report.
+#
+# Environment: DRAIN_SERVER_BIN overrides the binary used for the drain mode (it must have
+# the interface of examples/axum.rs); KEEP_LOGS=1 keeps the temporary directory.
+set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+usage: rolling-restart.sh [--mode drain|naive-graceful|naive-abrupt|all] [--restarts N]
+                          [--lb-mode http-keep-alive|http-server-close|tcp] [--lb-retries off|on]
+                          [--connections N] [--inter-ms MS] [--notice-ms MS]
+EOF
+}
+
+MODE=drain
+RESTARTS=10
+LB_MODE=http-keep-alive
+LB_RETRIES=off
+CONNECTIONS=12
+INTER_MS=100        # health-check interval
+FALL=1              # failed checks before DOWN
+RISE=2              # good checks before UP
+CHECK_TIMEOUT_MS=200
+NOTICE_MS=""        # default: computed from the rule below
+DRAIN_TIMEOUT_MS=10000
+WARMUP_S=1
+SETTLE_S=0.5        # traffic on both servers between two restarts
+
+while (($#)); do
+  case "$1" in
+    --mode) MODE=$2; shift 2 ;;
+    --restarts) RESTARTS=$2; shift 2 ;;
+    --lb-mode) LB_MODE=$2; shift 2 ;;
+    --lb-retries) LB_RETRIES=$2; shift 2 ;;
+    --connections) CONNECTIONS=$2; shift 2 ;;
+    --inter-ms) INTER_MS=$2; shift 2 ;;
+    --notice-ms) NOTICE_MS=$2; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+
+case "$MODE" in
+  drain|naive-graceful|naive-abrupt) MODES=("$MODE") ;;
+  all) MODES=(drain naive-graceful naive-abrupt) ;;
+  *) echo "--mode must be drain, naive-graceful, naive-abrupt or all" >&2; exit 2 ;;
+esac
+case "$LB_MODE" in http-keep-alive|http-server-close|tcp) ;; *)
+  echo "--lb-mode must be http-keep-alive, http-server-close or tcp" >&2; exit 2 ;;
+esac
+case "$LB_RETRIES" in on|off) ;; *) echo "--lb-retries must be on or off" >&2; exit 2 ;; esac
+[[ "$RESTARTS" =~ ^[0-9]+$ && "$CONNECTIONS" =~ ^[0-9]+$ && "$INTER_MS" =~ ^[0-9]+$ ]] \
+  || { echo "--restarts, --connections and --inter-ms take whole numbers" >&2; exit 2; }
+
+# The timing rule: the server keeps serving normally (readiness already failing) until the
+# load balancer has had time to see a failed check and mark it DOWN:
+#   NOTICE_MS >= FALL * INTER_MS + CHECK_TIMEOUT_MS + margin   (margin: scheduling, 300 ms)
+MIN_NOTICE_MS=$((FALL * INTER_MS + CHECK_TIMEOUT_MS))
+if [[ -z "$NOTICE_MS" ]]; then
+  NOTICE_MS=$((MIN_NOTICE_MS + 300))
+elif ((NOTICE_MS < MIN_NOTICE_MS)); then
+  echo "warning: --notice-ms $NOTICE_MS is below FALL*INTER_MS+CHECK_TIMEOUT_MS = $MIN_NOTICE_MS ms:" \
+       "expect failures in the drain mode" >&2
+fi
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+
+# --- prerequisites -----------------------------------------------------------------------
+if ! command -v haproxy >/dev/null; then
+  SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+  echo "==> installing haproxy with apt-get"
+  $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null
+fi
+command -v haproxy >/dev/null || { echo "haproxy is not available" >&2; exit 1; }
+
+EXAMPLES=(--example loadgen)
+for m in "${MODES[@]}"; do
+  case "$m" in
+    drain) [[ -n "${DRAIN_SERVER_BIN:-}" ]] || EXAMPLES+=(--example axum) ;;
+    naive-*) EXAMPLES+=(--example naive) ;;
+  esac
+done
+echo "==> cargo build --release ${EXAMPLES[*]}"
+cargo build --release --quiet "${EXAMPLES[@]}"
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN_DIR=$TARGET_DIR/release/examples
+LOADGEN=$BIN_DIR/loadgen
+
+# --- process bookkeeping: everything started here is killed on exit ------------------------
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/rolling-restart.XXXXXX")
+PIDS=()
+STARTS=0
+cleanup() {
+  local pid
+  exec 3>&- 2>/dev/null || true
+  for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [[ -n "${KEEP_LOGS:-}" ]]; then echo "logs kept in $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'echo "interrupted" >&2; exit 130' INT TERM
+
+# Whole-run watchdog: every wait below is bounded, this bounds the sum.
+BUDGET_S=$((120 + ${#MODES[@]} * (30 + RESTARTS * 30)))
+( trap 'kill "$nap" 2>/dev/null; exit 0' TERM
+  sleep "$BUDGET_S" & nap=$!
+  wait "$nap" && { echo "rolling-restart: over budget (${BUDGET_S}s), aborting" >&2; kill -TERM $$; } ) &
+WATCHDOG=$!
+PIDS+=("$WATCHDOG")
+
+now_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }
+
+alive() { # a child is gone once bash reaped it or it is a zombie
+  local state=""
+  kill -0 "$1" 2>/dev/null || return 1
+  read -r _ _ state _ < "/proc/$1/stat" 2>/dev/null || return 1
+  [[ "$state" != Z ]]
+}
+
+free_port() {
+  local p i
+  for ((i = 0; i < 100; i++)); do
+    p=$((20000 + RANDOM % 30000))
+    if ! (exec 9<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
+  done
+  echo "no free port found" >&2; return 1
+}
+
+# Status code of GET $2 on 127.0.0.1:$1, or nothing.
+http_status() {
+  ( exec 9<>"/dev/tcp/127.0.0.1/$1" || exit 1
+    printf 'GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n' "$2" >&9
+    IFS=' ' read -r -t 2 _ code _ <&9 && echo "$code" ) 2>/dev/null || true
+}
+
+# One command on HAProxy's admin CLI.
+hap() {
+  ( exec 9<>"/dev/tcp/127.0.0.1/$CLI_PORT" || exit 1
+    printf '%s\n' "$1" >&9
+    timeout 2 cat <&9 ) 2>/dev/null || true
+}
+
+# srv_op_state of server $1 in backend be: 0 stopped, 1 starting, 2 running (UP), 3 stopping.
+hap_state() { hap "show servers state be" | awk -v s="$1" '$4 == s { print $6 }'; }
+
+wait_until() { # wait_until SECONDS COMMAND...: polls every 20 ms
+  local deadline=$(($(now_ms) + $1 * 1000)); shift
+  until "$@"; do
+    (($(now_ms) < deadline)) || return 1
+    sleep 0.02
+  done
+}
+
+start_server() { # start_server NAME PORT MODE -> sets SERVER_PID[NAME]
+  local name=$1 port=$2 mode=$3 bin env=() log
+  STARTS=$((STARTS + 1))
+  log=$WORK/server-$mode-$name-$STARTS.log
+  case "$mode" in
+    drain) bin=${DRAIN_SERVER_BIN:-$BIN_DIR/axum}; env=(NOTICE_MS="$NOTICE_MS" DRAIN_TIMEOUT_MS="$DRAIN_TIMEOUT_MS") ;;
+    naive-graceful) bin=$BIN_DIR/naive; env=(NAIVE=graceful) ;;
+    naive-abrupt) bin=$BIN_DIR/naive; env=(NAIVE=abrupt) ;;
+  esac
+  env "${env[@]}" ADDR="127.0.0.1:$port" "$bin" > "$log" 2>&1 3>&- &
+  SERVER_PID[$name]=$!
+  PIDS+=("$!")
+  wait_until 10 grep -qs "listening on 127.0.0.1:$port" "$log" \
+    || { echo "server $name did not start on port $port; log:" >&2; tail -n 20 "$log" >&2; return 1; }
+}
+
+ready_direct() { [[ "$(http_status "$1" /readyz)" == 200 ]]; }
+up_in_haproxy() { [[ "$(hap_state "$1")" == 2 ]]; }
+
+run_mode() {
+  local mode=$1 i name pid code t0 t_exit t_up note
+  declare -gA SERVER_PID=() SERVER_PORT=()
+  FE_PORT=$(free_port); CLI_PORT=$(free_port)
+  SERVER_PORT[a]=$(free_port); SERVER_PORT[b]=$(free_port)
+
+  local mode_line conn_line reuse_line retry_line redispatch_line
+  case "$LB_MODE" in
+    http-keep-alive) mode_line=http; conn_line="option http-keep-alive"; reuse_line="http-reuse safe" ;;
+    http-server-close) mode_line=http; conn_line="option http-server-close"; reuse_line="# http-reuse: no server-side reuse with http-server-close" ;;
+    tcp) mode_line=tcp; conn_line="# tcp mode: one backend connection per client connection"; reuse_line="# tcp mode: no connection reuse" ;;
+  esac
+  if [[ "$LB_RETRIES" == on ]]; then
+    redispatch_line="option redispatch 1"
+    if [[ "$LB_MODE" == tcp ]]; then retry_line="# retry-on needs mode http"
+    else retry_line="retry-on conn-failure empty-response response-timeout"; fi
+  else
+    retry_line="# retry-on: default (conn-failure)"; redispatch_line="# no option redispatch"
+  fi
+  sed -e "s/@MODE@/$mode_line/" -e "s/@CONNECTION_OPTION@/$conn_line/" -e "s/@REUSE_OPTION@/$reuse_line/" \
+      -e "s/@RETRY_OPTION@/$retry_line/" -e "s/@REDISPATCH_OPTION@/$redispatch_line/" \
+      -e "s/@FE_PORT@/$FE_PORT/" -e "s/@CLI_PORT@/$CLI_PORT/" \
+      -e "s/@PORT_A@/${SERVER_PORT[a]}/" -e "s/@PORT_B@/${SERVER_PORT[b]}/" \
+      -e "s/@INTER_MS@/$INTER_MS/g" -e "s/@FALL@/$FALL/" -e "s/@RISE@/$RISE/" \
+      -e "s/@CHECK_TIMEOUT_MS@/$CHECK_TIMEOUT_MS/" \
+      scripts/haproxy/haproxy.cfg.in > "$WORK/haproxy-$mode.cfg"
+  haproxy -c -q -f "$WORK/haproxy-$mode.cfg" || { echo "invalid HAProxy config" >&2; return 1; }
+
+  echo
+  echo "==> mode $mode: lb-mode $LB_MODE, lb-retries $LB_RETRIES, inter ${INTER_MS}ms fall $FALL rise $RISE," \
+       "NOTICE_MS=$( [[ $mode == drain ]] && echo "$NOTICE_MS" || echo "n/a"), $RESTARTS restarts, $CONNECTIONS connections"
+  start_server a "${SERVER_PORT[a]}" "$mode"
+  start_server b "${SERVER_PORT[b]}" "$mode"
+  haproxy -db -f "$WORK/haproxy-$mode.cfg" > "$WORK/haproxy-$mode.log" 2>&1 &
+  PIDS+=("$!")
+  wait_until 10 up_in_haproxy a && wait_until 10 up_in_haproxy b \
+    || { echo "HAProxy did not report both servers UP" >&2; cat "$WORK/haproxy-$mode.log" >&2; return 1; }
+
+  mkfifo "$WORK/control-$mode"
+  "$LOADGEN" --target "127.0.0.1:$FE_PORT" --connections "$CONNECTIONS" --label "$mode" \
+    < "$WORK/control-$mode" > "$WORK/loadgen-$mode.out" 2> "$WORK/loadgen-$mode.err" &
+  local loadgen=$!
+  PIDS+=("$loadgen")
+  exec 3> "$WORK/control-$mode"
+  sleep "$WARMUP_S"
+
+  for ((i = 1; i <= RESTARTS; i++)); do
+    name=$([[ $((i % 2)) == 1 ]] && echo a || echo b)
+    pid=${SERVER_PID[$name]}
+    echo "phase restart $i ($name)" >&3
+    t0=$(now_ms)
+    kill -TERM "$pid"
+    if ! wait_until $(((NOTICE_MS + DRAIN_TIMEOUT_MS) / 1000 + 5)) eval '! alive '"$pid"; then
+      echo "server $name did not exit after SIGTERM, killing it" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    code=0; wait "$pid" 2>/dev/null || code=$?
+    t_exit=$(($(now_ms) - t0))
+    start_server "$name" "${SERVER_PORT[$name]}" "$mode"
+    wait_until 10 ready_direct "${SERVER_PORT[$name]}" \
+      && wait_until 10 up_in_haproxy "$name" \
+      || { echo "server $name did not come back UP" >&2; return 1; }
+    t_up=$(($(now_ms) - t0))
+    note="exit $code after ${t_exit} ms, UP again after ${t_up} ms"
+    echo "    restart $i: server $name $note"
+    sleep "$SETTLE_S"
+  done
+  echo "phase after last restart" >&3
+  sleep "$SETTLE_S"
+  exec 3>&-
+  if ! wait_until 30 eval '! alive '"$loadgen"; then
+    echo "loadgen did not finish" >&2; return 1
+  fi
+  wait "$loadgen" || { echo "loadgen failed:" >&2; cat "$WORK/loadgen-$mode.err" >&2; return 1; }
+
+  echo
+  grep -v '^TOTAL' "$WORK/loadgen-$mode.out"
+  if [[ -s "$WORK/loadgen-$mode.err" ]]; then
+    echo "first failures recorded (time since load start, request, outcome):"
+    head -n 12 "$WORK/loadgen-$mode.err" | sed 's/^/    /'
+  fi
+  # HAProxy's own counters: connection errors, response errors, retries, redispatches, 5xx.
+  echo "HAProxy counters (econ = connect errors, eresp = response errors, wretr = retries, wredis = redispatches):"
+  hap "show stat" | awk -F, '
+    NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+    $1 == "be" { printf "    %-8s econ=%s eresp=%s wretr=%s wredis=%s hrsp_5xx=%s\n", $2,
+                 $col["econ"], $col["eresp"], $col["wretr"], $col["wredis"], $col["hrsp_5xx"] }'
+  local total
+  total=$(grep '^TOTAL' "$WORK/loadgen-$mode.out")
+  SUMMARY+=("$mode $total")
+
+  for name in a b; do kill -TERM "${SERVER_PID[$name]}" 2>/dev/null || true; done
+  for name in a b; do
+    wait_until 15 eval '! alive '"${SERVER_PID[$name]}" || kill -KILL "${SERVER_PID[$name]}" 2>/dev/null || true
+  done
+  local p; for p in "${PIDS[@]}"; do [[ "$p" == "$WATCHDOG" ]] || kill -TERM "$p" 2>/dev/null || true; done
+  PIDS=("$WATCHDOG")
+}
+
+SUMMARY=()
+for m in "${MODES[@]}"; do run_mode "$m"; done
+
+echo
+echo "==> summary: lb-mode $LB_MODE, lb-retries $LB_RETRIES, $RESTARTS restarts"
+printf '%-16s %8s %8s %8s %8s\n' mode sent 2xx non-2xx errors
+status=0
+for line in "${SUMMARY[@]}"; do
+  read -r m _ sent ok non2xx errors _ <<< "$line"
+  sent=${sent#sent=}; ok=${ok#ok=}; non2xx=${non2xx#non2xx=}; errors=${errors#errors=}
+  printf '%-16s %8s %8s %8s %8s\n' "$m" "$sent" "$ok" "$non2xx" "$errors"
+  if [[ "$m" == drain ]] && ((non2xx + errors > 0 || sent == 0)); then status=1; fi
+done
+if ((status)); then echo "FAIL: the drain mode lost requests"; else echo "ok"; fi
+exit "$status"
