@@ -19,8 +19,9 @@
 //!   hammering clones of one shared layered service. Time per request = wall time / requests.
 //! * `rejection`: `drain` refusing requests (token cancelled), next to `drain` admitting them.
 //! * `drained_wake`: from the moment the last guard is dropped on one thread to the task
-//!   waiting in `drained()` running on a runtime worker; `tokio_oneshot` is the same hand-off
-//!   through a `tokio::sync::oneshot` channel, as a reference for the runtime's own wake cost.
+//!   waiting in `drained()` running on a runtime worker. `tokio_notify` (`Notify::notify_waiters`,
+//!   which `drained()` uses) and `tokio_oneshot` are the same hand-off through tokio's own
+//!   primitives: the reference for what waking a parked worker costs on this machine.
 
 use std::convert::Infallible;
 use std::future::{poll_fn, ready, Future, Ready};
@@ -227,56 +228,74 @@ async fn poll_once<F: Future>(future: Pin<&mut F>) -> bool {
     poll_fn(|cx| Poll::Ready(future.take().unwrap().poll(cx).is_pending())).await
 }
 
+/// The time from `fire()` on this thread to `wait` running on a runtime worker, summed over
+/// `iters` hand-offs. `wait` is polled once (so it is registered) before `fire` is called.
+fn wake_latency<W, F>(
+    runtime: &tokio::runtime::Runtime,
+    iters: u64,
+    mut setup: impl FnMut() -> (W, F),
+) -> Duration
+where
+    W: Future<Output = ()> + Send + 'static,
+    F: FnOnce(),
+{
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let (wait, fire) = setup();
+        let (registered_tx, registered_rx) = std::sync::mpsc::channel();
+        let waiter = runtime.spawn(async move {
+            let mut wait = pin!(wait);
+            assert!(poll_once(wait.as_mut()).await, "finished before fire()");
+            registered_tx.send(()).expect("bench thread gone");
+            wait.await;
+            Instant::now()
+        });
+        registered_rx.recv().expect("waiter task failed");
+        let fired = Instant::now();
+        fire();
+        let woke = runtime.block_on(waiter).expect("waiter task panicked");
+        total += woke.duration_since(fired);
+    }
+    total
+}
+
 fn drained_wake(c: &mut Criterion) {
     let runtime = multi_thread_runtime();
     let mut group = c.benchmark_group("drained_wake");
+    // The first benchmark on a fresh runtime measured up to 2x slow whatever it was (worker
+    // threads not yet warm): the references go first, `drained` last.
 
+    group.bench_function("tokio_notify", |b| {
+        b.iter_custom(|iters| {
+            wake_latency(&runtime, iters, || {
+                let notify = Arc::new(tokio::sync::Notify::new());
+                let waiter = Arc::clone(&notify);
+                (async move { waiter.notified().await }, move || {
+                    notify.notify_waiters()
+                })
+            })
+        })
+    });
+    group.bench_function("tokio_oneshot", |b| {
+        b.iter_custom(|iters| {
+            wake_latency(&runtime, iters, || {
+                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                (
+                    async move { rx.await.expect("sender dropped") },
+                    move || tx.send(()).expect("receiver gone"),
+                )
+            })
+        })
+    });
     group.bench_function("drained", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
+            wake_latency(&runtime, iters, || {
                 let (token, drain) = drain_layer();
                 let tracker = drain.tracker();
                 let guard = tracker.guard().expect("not draining yet");
                 token.cancel();
-                let (registered_tx, registered_rx) = std::sync::mpsc::channel();
-                let waiter = runtime.spawn(async move {
-                    let mut drained = pin!(tracker.drained());
-                    assert!(poll_once(drained.as_mut()).await, "drained too early");
-                    registered_tx.send(()).expect("bench thread gone");
-                    drained.await;
-                    Instant::now()
-                });
-                registered_rx.recv().expect("waiter task failed");
-                let dropped = Instant::now();
-                drop(guard);
-                let woke = runtime.block_on(waiter).expect("waiter task panicked");
-                total += woke.duration_since(dropped);
-            }
-            total
-        })
-    });
-
-    group.bench_function("tokio_oneshot", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-                let (registered_tx, registered_rx) = std::sync::mpsc::channel();
-                let waiter = runtime.spawn(async move {
-                    let mut rx = pin!(rx);
-                    assert!(poll_once(rx.as_mut()).await, "received too early");
-                    registered_tx.send(()).expect("bench thread gone");
-                    rx.await.expect("sender dropped");
-                    Instant::now()
-                });
-                registered_rx.recv().expect("waiter task failed");
-                let sent = Instant::now();
-                tx.send(()).expect("receiver gone");
-                let woke = runtime.block_on(waiter).expect("waiter task panicked");
-                total += woke.duration_since(sent);
-            }
-            total
+                (async move { tracker.drained().await }, move || drop(guard))
+            })
         })
     });
     group.finish();
@@ -347,6 +366,7 @@ fn print_ratios(since: SystemTime) {
     }
     ratio("rejection", "drain_refused", "drain_admitted");
     ratio("drained_wake", "drained", "tokio_oneshot");
+    ratio("drained_wake", "tokio_notify", "tokio_oneshot");
     if !lines.is_empty() {
         println!("\nmedians of this run, and ratios:");
         for line in lines {
