@@ -122,6 +122,8 @@ struct Phase {
     statuses: BTreeMap<u16, u64>,
     errors: BTreeMap<ErrorKind, u64>,
     unsent: u64,
+    /// The slowest request recorded in the phase, failed or not.
+    max_latency: Duration,
     samples: Vec<String>,
 }
 
@@ -146,6 +148,7 @@ impl Phase {
         self.sent += other.sent;
         self.ok += other.ok;
         self.unsent += other.unsent;
+        self.max_latency = self.max_latency.max(other.max_latency);
         for (k, v) in &other.statuses {
             *self.statuses.entry(*k).or_default() += v;
         }
@@ -161,10 +164,11 @@ struct Stats {
 }
 
 impl Stats {
-    fn record(&mut self, path: &str, outcome: Outcome) {
+    fn record(&mut self, path: &str, outcome: Outcome, latency: Duration) {
         let at = self.start.elapsed().as_secs_f64();
         let phase = self.phases.last_mut().expect("there is always a phase");
         phase.sent += 1;
+        phase.max_latency = phase.max_latency.max(latency);
         let sample = match outcome {
             Outcome::Ok => {
                 phase.ok += 1;
@@ -311,6 +315,7 @@ async fn worker(id: u64, opts: Arc<Options>, stats: Arc<Mutex<Stats>>, stop: Arc
     let mut sender: Option<Sender> = None;
     while !stop.load(Ordering::Relaxed) {
         let (path, expected) = pick(&mut rng, id % 4 == 0);
+        let started = Instant::now();
         let outcome = loop {
             let attempt = exchange(&mut sender, &opts.target, &path, &expected);
             match tokio::time::timeout(opts.timeout, attempt).await {
@@ -323,7 +328,10 @@ async fn worker(id: u64, opts: Arc<Options>, stats: Arc<Mutex<Stats>>, stop: Arc
             }
         };
         let failed_to_connect = matches!(outcome, Outcome::Error(ErrorKind::Connect, _));
-        stats.lock().unwrap().record(&path, outcome);
+        stats
+            .lock()
+            .unwrap()
+            .record(&path, outcome, started.elapsed());
         if failed_to_connect {
             // Do not spin on a load balancer that is not there.
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -336,8 +344,8 @@ fn report(opts: &Options, stats: &Stats) -> (String, Phase) {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<28} {:>7} {:>7} {:>7} {:>7} {:>7}  detail",
-        opts.label, "sent", "2xx", "non-2xx", "errors", "unsent"
+        "{:<22} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}  detail",
+        opts.label, "sent", "2xx", "non-2xx", "errors", "unsent", "max ms"
     );
     let mut total = Phase {
         label: "total".into(),
@@ -347,25 +355,27 @@ fn report(opts: &Options, stats: &Stats) -> (String, Phase) {
         total.add(phase);
         let _ = writeln!(
             out,
-            "{:<28} {:>7} {:>7} {:>7} {:>7} {:>7}  {}",
+            "{:<22} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}  {}",
             phase.label,
             phase.sent,
             phase.ok,
             phase.non2xx(),
             phase.errors(),
             phase.unsent,
+            phase.max_latency.as_millis(),
             phase.detail()
         );
     }
     let _ = writeln!(
         out,
-        "{:<28} {:>7} {:>7} {:>7} {:>7} {:>7}  {}",
+        "{:<22} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}  {}",
         total.label,
         total.sent,
         total.ok,
         total.non2xx(),
         total.errors(),
         total.unsent,
+        total.max_latency.as_millis(),
         total.detail()
     );
     (out, total)

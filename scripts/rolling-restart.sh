@@ -27,7 +27,8 @@ usage() {
   cat <<'EOF'
 usage: rolling-restart.sh [--mode drain|naive-graceful|naive-abrupt|all] [--restarts N]
                           [--lb-mode http-keep-alive|http-server-close|tcp] [--lb-retries off|on]
-                          [--connections N] [--inter-ms MS] [--notice-ms MS]
+                          [--connections N] [--inter-ms MS] [--notice-ms MS] [--restart-gap-ms MS]
+                          [--profile release|dev]
 EOF
 }
 
@@ -44,6 +45,13 @@ NOTICE_MS=""        # default: computed from the rule below
 DRAIN_TIMEOUT_MS=10000
 WARMUP_S=1
 SETTLE_S=0.5        # traffic on both servers between two restarts
+# Time the port stays closed between the old process's exit and the new one's start. It must
+# outlast HAProxy's connect retries (retries 3, each after a turn-around of min(timeout
+# connect, 1 s)); otherwise a retry reaches the replacement on the same port and hides the
+# refused connection, which a real deploy (replacement elsewhere, or seconds to boot) never
+# does. --restart-gap-ms 0 shows the in-place restart.
+RESTART_GAP_MS=3500
+PROFILE=release     # cargo profile of the examples; CI uses dev to share the test build
 
 while (($#)); do
   case "$1" in
@@ -54,6 +62,8 @@ while (($#)); do
     --connections) CONNECTIONS=$2; shift 2 ;;
     --inter-ms) INTER_MS=$2; shift 2 ;;
     --notice-ms) NOTICE_MS=$2; shift 2 ;;
+    --restart-gap-ms) RESTART_GAP_MS=$2; shift 2 ;;
+    --profile) PROFILE=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -68,8 +78,12 @@ case "$LB_MODE" in http-keep-alive|http-server-close|tcp) ;; *)
   echo "--lb-mode must be http-keep-alive, http-server-close or tcp" >&2; exit 2 ;;
 esac
 case "$LB_RETRIES" in on|off) ;; *) echo "--lb-retries must be on or off" >&2; exit 2 ;; esac
-[[ "$RESTARTS" =~ ^[0-9]+$ && "$CONNECTIONS" =~ ^[0-9]+$ && "$INTER_MS" =~ ^[0-9]+$ ]] \
-  || { echo "--restarts, --connections and --inter-ms take whole numbers" >&2; exit 2; }
+case "$PROFILE" in release) PROFILE_DIR=release ;; dev) PROFILE_DIR=debug ;; *)
+  echo "--profile must be release or dev" >&2; exit 2 ;;
+esac
+for n in "$RESTARTS" "$CONNECTIONS" "$INTER_MS" "$RESTART_GAP_MS" "${NOTICE_MS:-0}"; do
+  [[ "$n" =~ ^[0-9]+$ ]] || { echo "numeric options take whole numbers, got '$n'" >&2; exit 2; }
+done
 
 # The timing rule: the server keeps serving normally (readiness already failing) until the
 # load balancer has had time to see a failed check and mark it DOWN:
@@ -97,13 +111,13 @@ EXAMPLES=(--example loadgen)
 for m in "${MODES[@]}"; do
   case "$m" in
     drain) [[ -n "${DRAIN_SERVER_BIN:-}" ]] || EXAMPLES+=(--example axum) ;;
-    naive-*) EXAMPLES+=(--example naive) ;;
+    naive-*) [[ " ${EXAMPLES[*]} " == *" naive "* ]] || EXAMPLES+=(--example naive) ;;
   esac
 done
-echo "==> cargo build --release ${EXAMPLES[*]}"
-cargo build --release --quiet "${EXAMPLES[@]}"
+echo "==> cargo build --profile $PROFILE ${EXAMPLES[*]}"
+cargo build --profile "$PROFILE" --quiet "${EXAMPLES[@]}"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN_DIR=$TARGET_DIR/release/examples
+BIN_DIR=$TARGET_DIR/$PROFILE_DIR/examples
 LOADGEN=$BIN_DIR/loadgen
 
 # --- process bookkeeping: everything started here is killed on exit ------------------------
@@ -121,7 +135,7 @@ trap cleanup EXIT
 trap 'echo "interrupted" >&2; exit 130' INT TERM
 
 # Whole-run watchdog: every wait below is bounded, this bounds the sum.
-BUDGET_S=$((120 + ${#MODES[@]} * (30 + RESTARTS * 30)))
+BUDGET_S=$((120 + ${#MODES[@]} * (30 + RESTARTS * (30 + RESTART_GAP_MS / 1000))))
 ( trap 'kill "$nap" 2>/dev/null; exit 0' TERM
   sleep "$BUDGET_S" & nap=$!
   wait "$nap" && { echo "rolling-restart: over budget (${BUDGET_S}s), aborting" >&2; kill -TERM $$; } ) &
@@ -220,7 +234,8 @@ run_mode() {
 
   echo
   echo "==> mode $mode: lb-mode $LB_MODE, lb-retries $LB_RETRIES, inter ${INTER_MS}ms fall $FALL rise $RISE," \
-       "NOTICE_MS=$( [[ $mode == drain ]] && echo "$NOTICE_MS" || echo "n/a"), $RESTARTS restarts, $CONNECTIONS connections"
+       "NOTICE_MS=$( [[ $mode == drain ]] && echo "$NOTICE_MS" || echo "n/a"), $RESTARTS restarts," \
+       "gap ${RESTART_GAP_MS}ms, $CONNECTIONS connections"
   start_server a "${SERVER_PORT[a]}" "$mode"
   start_server b "${SERVER_PORT[b]}" "$mode"
   haproxy -db -f "$WORK/haproxy-$mode.cfg" > "$WORK/haproxy-$mode.log" 2>&1 &
@@ -240,6 +255,7 @@ run_mode() {
     name=$([[ $((i % 2)) == 1 ]] && echo a || echo b)
     pid=${SERVER_PID[$name]}
     echo "phase restart $i ($name)" >&3
+    sleep 0.05 # let the load generator open the phase before the signal
     t0=$(now_ms)
     kill -TERM "$pid"
     if ! wait_until $(((NOTICE_MS + DRAIN_TIMEOUT_MS) / 1000 + 5)) eval '! alive '"$pid"; then
@@ -248,6 +264,7 @@ run_mode() {
     fi
     code=0; wait "$pid" 2>/dev/null || code=$?
     t_exit=$(($(now_ms) - t0))
+    sleep "$(printf '%d.%03d' $((RESTART_GAP_MS / 1000)) $((RESTART_GAP_MS % 1000)))"
     start_server "$name" "${SERVER_PORT[$name]}" "$mode"
     wait_until 10 ready_direct "${SERVER_PORT[$name]}" \
       && wait_until 10 up_in_haproxy "$name" \
