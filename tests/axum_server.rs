@@ -257,13 +257,18 @@ async fn streaming_body_counts_until_fully_read(proto: Proto) {
         .drained_timeout(Duration::from_millis(30))
         .await
         .is_err());
+    let waiter = tokio::spawn({
+        let tracker = h.tracker.clone();
+        async move { tracker.drained().await }
+    });
     tx.send_data(Bytes::from("two")).await.unwrap();
     assert_eq!(next_data(&mut body).await.unwrap(), "two");
     assert_eq!(h.tracker.in_flight(), 1);
+    assert!(!waiter.is_finished());
     drop(tx);
     assert_eq!(next_data(&mut body).await, None);
     assert_eq!(h.tracker.in_flight(), 0);
-    within("drained", h.tracker.drained()).await;
+    within("the drained waiter", waiter).await.unwrap();
     h.server.stop().await;
 }
 
@@ -482,12 +487,19 @@ async fn streaming_handler_ends_its_stream_when_the_drain_starts(proto: Proto) {
     assert_eq!(h.tracker.in_flight(), 1);
 
     h.token.cancel();
+    // Registered while the stream is still open: it must be woken by the stream's end.
+    let waiter = tokio::spawn({
+        let tracker = h.tracker.clone();
+        async move { tracker.drained().await }
+    });
     let mut last = None;
     while let Some(data) = next_data(&mut body).await {
         last = Some(data);
     }
     assert_eq!(last.unwrap(), "event: bye\n\n");
-    within("drained once the stream ended itself", h.tracker.drained()).await;
+    within("drained once the stream ended itself", waiter)
+        .await
+        .unwrap();
     h.server.stop().await;
 }
 

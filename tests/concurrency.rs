@@ -18,6 +18,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -367,6 +368,9 @@ fn guards_racing_a_cancel_on_threads_never_underflow_and_drained_always_wakes() 
             .map(|_| {
                 let tracker = tracker.clone();
                 let start = start.clone();
+                // Guards still held when the refusal comes are dropped after a random pause,
+                // so the waiters are usually parked when the last one goes.
+                let hold_after_refusal = Duration::from_micros(rng.below(300));
                 thread::spawn(move || {
                     start.wait();
                     let mut attempts = 0u64;
@@ -385,6 +389,7 @@ fn guards_racing_a_cancel_on_threads_never_underflow_and_drained_always_wakes() 
                             None => break,
                         }
                     }
+                    thread::sleep(hold_after_refusal);
                     drop(held);
                     attempts
                 })

@@ -248,6 +248,9 @@ async fn http2_refusal_has_no_connection_header() {
     let response = client.get("/").await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(response.version(), http::Version::HTTP_2);
+    // hyper would strip (and log) a connection-specific header here rather than send it, so
+    // this end-to-end check is backed by `http2_and_http3_refusals_have_no_connection_header`
+    // in tests/service.rs, which looks at the layer's own response.
     assert_eq!(header(&response, "connection"), None);
     assert_eq!(header(&response, "keep-alive"), None);
     read_body(response.into_body()).await;

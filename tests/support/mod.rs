@@ -27,10 +27,18 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub const WAIT: Duration = Duration::from_secs(10);
 
 /// Awaits `future`, failing the test with `what` if it takes longer than [`WAIT`].
+///
+/// Unlike `tokio::time::timeout`, the deadline is checked *before* the future is polled
+/// again: `timeout` re-polls the future when its timer fires, and a `drained()` whose
+/// wake-up was lost would then see the finished drain and pass, 10 s late. Here a future
+/// that only completes because the deadline woke it fails the test.
 pub async fn within<F: Future>(what: &str, future: F) -> F::Output {
-    match tokio::time::timeout(WAIT, future).await {
-        Ok(output) => output,
-        Err(_) => panic!("timed out after {WAIT:?} waiting for {what}"),
+    let deadline = tokio::time::sleep(WAIT);
+    tokio::pin!(deadline, future);
+    tokio::select! {
+        biased;
+        () = &mut deadline => panic!("timed out after {WAIT:?} waiting for {what}"),
+        output = &mut future => output,
     }
 }
 
