@@ -36,10 +36,11 @@ enum Event {
 struct App {
     calls: Arc<AtomicUsize>,
     events: mpsc::UnboundedSender<Event>,
+    tracker: ConnectionTracker,
 }
 
 impl App {
-    async fn handle(self, request: Request<Incoming>) -> Result<Response<Body>, BoxError> {
+    async fn handle(self, mut request: Request<Incoming>) -> Result<Response<Body>, BoxError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         match request.uri().path() {
             "/slow" => {
@@ -60,9 +61,37 @@ impl App {
                 drop(alive);
                 unreachable!()
             }
+            "/upgrade" => {
+                // The upgraded connection outlives the 101 response: it holds its own guard.
+                let guard = self.tracker.guard();
+                let on_upgrade = hyper::upgrade::on(&mut request);
+                tokio::spawn(async move {
+                    let _guard = guard; // held only for its Drop: counts the upgraded connection
+                    if let Ok(upgraded) = on_upgrade.await {
+                        echo(hyper_util::rt::TokioIo::new(upgraded)).await;
+                    }
+                });
+                Ok(Response::builder()
+                    .status(StatusCode::SWITCHING_PROTOCOLS)
+                    .header(http::header::CONNECTION, "upgrade")
+                    .header(http::header::UPGRADE, "echo")
+                    .body(Body::empty())
+                    .unwrap())
+            }
             "/panic" => panic!("handler panicked on purpose"),
             "/error" => Err("inner service failed on purpose".into()),
             _ => Ok(Response::new(Body::from("hello"))),
+        }
+    }
+}
+
+/// Echoes bytes back until the peer closes.
+async fn echo<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut io: T) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = [0u8; 64];
+    while let Ok(n @ 1..) = io.read(&mut buf).await {
+        if io.write_all(&buf[..n]).await.is_err() {
+            break;
         }
     }
 }
@@ -90,6 +119,7 @@ impl Harness {
         let app = App {
             calls: calls.clone(),
             events: events_tx,
+            tracker: layer.tracker(),
         };
         let inner = tower::service_fn(move |request| app.clone().handle(request));
         let service = layer.layer(inner);
@@ -701,4 +731,85 @@ async fn http1_client_disconnect_before_response_head_releases_the_guard() {
 #[tokio::test]
 async fn http2_client_disconnect_before_response_head_releases_the_guard() {
     client_disconnect_before_response_head_releases_the_guard(Proto::Http2).await
+}
+
+// ---------------------------------------------------------------------------------------
+// Upgrades
+
+/// Sends `GET /upgrade` with `Upgrade: echo` on a fresh HTTP/1.1 connection that supports
+/// upgrades; returns the 101 response.
+async fn request_upgrade(h: &Harness) -> Response<Incoming> {
+    let stream = tokio::net::TcpStream::connect(h.server.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn.with_upgrades());
+    let request = Request::builder()
+        .uri("/upgrade")
+        .header(http::header::HOST, "127.0.0.1")
+        .header(http::header::CONNECTION, "upgrade")
+        .header(http::header::UPGRADE, "echo")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    within("the 101 response", sender.send_request(request))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn http1_switching_protocols_keeps_connection_upgrade_once_announced() {
+    let h = Harness::start().await;
+    h.tracker.announce_shutdown();
+    let response = request_upgrade(&h).await;
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    assert_eq!(header(&response, "connection").as_deref(), Some("upgrade"));
+    assert_eq!(header(&response, "upgrade").as_deref(), Some("echo"));
+    let upgraded = within("the upgrade", hyper::upgrade::on(response))
+        .await
+        .expect("the upgrade failed");
+    drop(upgraded);
+    h.server.stop().await;
+}
+
+#[tokio::test]
+async fn upgraded_connection_holding_a_tracker_guard_delays_drained_until_it_closes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::start().await;
+    let response = request_upgrade(&h).await;
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    let mut io = hyper_util::rt::TokioIo::new(
+        within("the upgrade", hyper::upgrade::on(response))
+            .await
+            .expect("the upgrade failed"),
+    );
+    io.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    within("the echo", io.read_exact(&mut buf)).await.unwrap();
+    assert_eq!(&buf, b"ping");
+    // The 101 response has ended; only the handler's guard counts now.
+    assert_eq!(h.tracker.in_flight(), 1);
+
+    h.token.cancel();
+    let waiter = tokio::spawn({
+        let tracker = h.tracker.clone();
+        async move { tracker.drained().await }
+    });
+    let err = h
+        .tracker
+        .drained_timeout(Duration::from_millis(50))
+        .await
+        .expect_err("drained() resolved while the upgraded connection was open");
+    assert_eq!(err.in_flight(), 1);
+    // The upgraded connection still works during the drain.
+    io.write_all(b"pong").await.unwrap();
+    within("the echo", io.read_exact(&mut buf)).await.unwrap();
+    assert_eq!(&buf, b"pong");
+
+    drop(io); // the client closes the upgraded connection
+    within("drained after the upgraded connection closed", waiter)
+        .await
+        .unwrap();
+    assert_eq!(h.tracker.in_flight(), 0);
+    h.server.stop().await;
 }
