@@ -31,9 +31,14 @@ use crate::tracker::ConnectionTracker;
 /// let drain = DrainLayer::new(CancellationToken::new());
 /// let app: Router = Router::new()
 ///     .route("/", get(|| async { "hello" }))
-///     .route_service("/readyz", drain.readiness())
-///     .layer(drain);
+///     .layer(drain.clone())
+///     // Mounted after `.layer`, so the probe is neither counted nor refused while draining.
+///     .route_service("/readyz", drain.readiness());
 /// ```
+///
+/// Mount it *outside* the layer, as above: routes added before `.layer(drain)` are wrapped by
+/// it, so a probe there would be counted and, while draining, refused like any request.
+/// [`DrainLayer::readiness_path`](crate::DrainLayer::readiness_path) avoids the question.
 #[derive(Clone)]
 pub struct ReadinessService {
     tracker: ConnectionTracker,

@@ -56,9 +56,19 @@ impl Rejection {
 
     /// Builds the refusal for `request`.
     pub(crate) fn response<B>(&self, request: &Request<B>) -> Response<EarlyBody> {
-        if is_grpc(request) {
-            return self.grpc_response();
+        let mut response = if is_grpc(request) {
+            self.grpc_response()
+        } else {
+            self.http_response()
+        };
+        // gRPC-web runs over HTTP/1.1 too: its keep-alive connection must not linger either.
+        if is_http1(request.version()) {
+            close_connection(&mut response);
         }
+        response
+    }
+
+    fn http_response(&self) -> Response<EarlyBody> {
         let mut response = Response::new(EarlyBody::new(self.message.clone()));
         *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
         let headers = response.headers_mut();
@@ -67,9 +77,6 @@ impl Rejection {
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
         headers.insert(RETRY_AFTER, self.retry_after.clone());
-        if is_http1(request.version()) {
-            close_connection(&mut response);
-        }
         response
     }
 
@@ -130,6 +137,29 @@ mod tests {
     fn retry_after_rounds_up_to_whole_seconds() {
         assert_eq!(retry_after_value(Duration::from_millis(1500)), "2");
         assert_eq!(retry_after_value(Duration::ZERO), "0");
+    }
+
+    #[test]
+    fn grpc_web_refusal_over_http1_closes_the_connection() {
+        let request = Request::builder()
+            .version(http::Version::HTTP_11)
+            .header(CONTENT_TYPE, "application/grpc-web+proto")
+            .body(())
+            .unwrap();
+        let response = Rejection::default().response(&request);
+        assert_eq!(response.headers()["grpc-status"], "14");
+        assert_eq!(response.headers()[http::header::CONNECTION], "close");
+    }
+
+    #[test]
+    fn grpc_refusal_over_http2_has_no_connection_header() {
+        let request = Request::builder()
+            .version(http::Version::HTTP_2)
+            .header(CONTENT_TYPE, "application/grpc")
+            .body(())
+            .unwrap();
+        let response = Rejection::default().response(&request);
+        assert!(response.headers().get(http::header::CONNECTION).is_none());
     }
 
     #[test]
