@@ -295,3 +295,25 @@ fn rejection_allocates_a_fixed_small_number_per_request() {
     assert_eq!(tracker.rejected_total(), REQUESTS + 2);
     assert_eq!(tracker.admitted_total(), 0);
 }
+
+/// `with_drain_signal` is opt-in because it allocates; this also shows the counter sees
+/// allocations made inside the layer.
+#[test]
+fn drain_signal_extension_allocates_a_fixed_number_per_request() {
+    let token = CancellationToken::new();
+    let layer = DrainLayer::new(token.clone()).with_drain_signal();
+    let mut layered = layer.layer(Hello);
+    let request = || Request::new(());
+
+    allocations_for_requests(&mut layered, 1, request, StatusCode::OK);
+    let first = allocations_for_requests(&mut layered, 1, request, StatusCode::OK);
+    let total = allocations_for_requests(&mut layered, REQUESTS, request, StatusCode::OK);
+
+    println!("with_drain_signal: {first} allocations for one request, {total} for {REQUESTS}");
+    // On a request without extensions: the extension map, its table, the boxed signal.
+    assert!(
+        (1..=3).contains(&first),
+        "inserting the extension should cost 1 to 3 allocations, got {first}"
+    );
+    assert_eq!(total, first * REQUESTS);
+}
