@@ -289,11 +289,13 @@ run_mode() {
     head -n 12 "$WORK/loadgen-$mode.err" | sed 's/^/    /'
   fi
   # HAProxy's own counters: connection errors, response errors, retries, redispatches, 5xx.
-  echo "HAProxy counters (econ = connect errors, eresp = response errors, wretr = retries, wredis = redispatches):"
+  echo "HAProxy counters (econ = connect errors, eresp = response errors, wretr = retries," \
+       "wredis = redispatches, connect/reuse = new/reused backend connections):"
   hap "show stat" | awk -F, '
-    NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
-    $1 == "be" { printf "    %-8s econ=%s eresp=%s wretr=%s wredis=%s hrsp_5xx=%s\n", $2,
-                 $col["econ"], $col["eresp"], $col["wretr"], $col["wredis"], $col["hrsp_5xx"] }'
+    NR == 1 { sub(/^# /, ""); for (i = 1; i <= NF; i++) col[$i] = i; next }
+    $1 == "be" { printf "    %-8s econ=%s eresp=%s wretr=%s wredis=%s hrsp_5xx=%s connect=%s reuse=%s\n", $2,
+                 $col["econ"], $col["eresp"], $col["wretr"], $col["wredis"], $col["hrsp_5xx"],
+                 $col["connect"], $col["reuse"] }'
   local total
   total=$(grep '^TOTAL' "$WORK/loadgen-$mode.out")
   SUMMARY+=("$mode $total")
