@@ -124,10 +124,12 @@ LOADGEN=$BIN_DIR/loadgen
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/rolling-restart.XXXXXX")
 PIDS=()
 STARTS=0
+WATCHDOG=""
 cleanup() {
   local pid
   exec 3>&- 2>/dev/null || true
-  for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  kill -TERM "$WATCHDOG" 2>/dev/null || true # its trap ends its sleep too
+  for pid in "${PIDS[@]}"; do [[ "$pid" == "$WATCHDOG" ]] || kill -KILL "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   if [[ -n "${KEEP_LOGS:-}" ]]; then echo "logs kept in $WORK"; else rm -rf "$WORK"; fi
 }
@@ -137,7 +139,7 @@ trap 'echo "interrupted" >&2; exit 130' INT TERM
 # Whole-run watchdog: every wait below is bounded, this bounds the sum.
 BUDGET_S=$((120 + ${#MODES[@]} * (30 + RESTARTS * (30 + RESTART_GAP_MS / 1000))))
 ( trap 'kill "$nap" 2>/dev/null; exit 0' TERM
-  sleep "$BUDGET_S" & nap=$!
+  sleep "$BUDGET_S" </dev/null >/dev/null 2>&1 & nap=$!
   wait "$nap" && { echo "rolling-restart: over budget (${BUDGET_S}s), aborting" >&2; kill -TERM $$; } ) &
 WATCHDOG=$!
 PIDS+=("$WATCHDOG")
@@ -209,6 +211,9 @@ run_mode() {
   declare -gA SERVER_PID=() SERVER_PORT=()
   FE_PORT=$(free_port); CLI_PORT=$(free_port)
   SERVER_PORT[a]=$(free_port); SERVER_PORT[b]=$(free_port)
+  while [[ $(printf '%s\n' "$FE_PORT" "$CLI_PORT" "${SERVER_PORT[a]}" "${SERVER_PORT[b]}" | sort -u | wc -l) != 4 ]]; do
+    SERVER_PORT[b]=$(free_port); CLI_PORT=$(free_port)
+  done
 
   local mode_line conn_line reuse_line retry_line redispatch_line
   case "$LB_MODE" in
