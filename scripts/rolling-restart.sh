@@ -28,7 +28,7 @@ usage() {
 usage: rolling-restart.sh [--mode drain|naive-graceful|naive-abrupt|all] [--restarts N]
                           [--lb-mode http-keep-alive|http-server-close|tcp] [--lb-retries off|on]
                           [--connections N] [--inter-ms MS] [--notice-ms MS] [--restart-gap-ms MS]
-                          [--profile release|dev]
+                          [--profile release|dev] [--pause-ms MS]
 EOF
 }
 
@@ -37,6 +37,7 @@ RESTARTS=10
 LB_MODE=http-keep-alive
 LB_RETRIES=off
 CONNECTIONS=12
+PAUSE_MS=2          # pause of each client connection between two requests
 INTER_MS=100        # health-check interval
 FALL=1              # failed checks before DOWN
 RISE=2              # good checks before UP
@@ -64,6 +65,7 @@ while (($#)); do
     --notice-ms) NOTICE_MS=$2; shift 2 ;;
     --restart-gap-ms) RESTART_GAP_MS=$2; shift 2 ;;
     --profile) PROFILE=$2; shift 2 ;;
+    --pause-ms) PAUSE_MS=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -81,7 +83,7 @@ case "$LB_RETRIES" in on|off) ;; *) echo "--lb-retries must be on or off" >&2; e
 case "$PROFILE" in release) PROFILE_DIR=release ;; dev) PROFILE_DIR=debug ;; *)
   echo "--profile must be release or dev" >&2; exit 2 ;;
 esac
-for n in "$RESTARTS" "$CONNECTIONS" "$INTER_MS" "$RESTART_GAP_MS" "${NOTICE_MS:-0}"; do
+for n in "$RESTARTS" "$CONNECTIONS" "$INTER_MS" "$RESTART_GAP_MS" "${NOTICE_MS:-0}" "$PAUSE_MS"; do
   [[ "$n" =~ ^[0-9]+$ ]] || { echo "numeric options take whole numbers, got '$n'" >&2; exit 2; }
 done
 
@@ -240,7 +242,7 @@ run_mode() {
   echo
   echo "==> mode $mode: lb-mode $LB_MODE, lb-retries $LB_RETRIES, inter ${INTER_MS}ms fall $FALL rise $RISE," \
        "NOTICE_MS=$( [[ $mode == drain ]] && echo "$NOTICE_MS" || echo "n/a"), $RESTARTS restarts," \
-       "gap ${RESTART_GAP_MS}ms, $CONNECTIONS connections"
+       "gap ${RESTART_GAP_MS}ms, $CONNECTIONS connections ${PAUSE_MS}ms apart"
   start_server a "${SERVER_PORT[a]}" "$mode"
   start_server b "${SERVER_PORT[b]}" "$mode"
   haproxy -db -f "$WORK/haproxy-$mode.cfg" > "$WORK/haproxy-$mode.log" 2>&1 &
@@ -249,7 +251,7 @@ run_mode() {
     || { echo "HAProxy did not report both servers UP" >&2; cat "$WORK/haproxy-$mode.log" >&2; return 1; }
 
   mkfifo "$WORK/control-$mode"
-  "$LOADGEN" --target "127.0.0.1:$FE_PORT" --connections "$CONNECTIONS" --label "$mode" \
+  "$LOADGEN" --target "127.0.0.1:$FE_PORT" --connections "$CONNECTIONS" --pause-ms "$PAUSE_MS" --label "$mode" \
     < "$WORK/control-$mode" > "$WORK/loadgen-$mode.out" 2> "$WORK/loadgen-$mode.err" &
   local loadgen=$!
   PIDS+=("$loadgen")
@@ -276,6 +278,9 @@ run_mode() {
       || { echo "server $name did not come back UP" >&2; return 1; }
     t_up=$(($(now_ms) - t0))
     note="exit $code after ${t_exit} ms, UP again after ${t_up} ms"
+    if [[ "$mode" == drain && "$code" != 0 ]]; then
+      BAD_EXITS=$((BAD_EXITS + 1)); note+=" (a drained server must exit 0)"
+    fi
     echo "    restart $i: server $name $note"
     sleep "$SETTLE_S"
   done
@@ -314,6 +319,7 @@ run_mode() {
 }
 
 SUMMARY=()
+BAD_EXITS=0
 for m in "${MODES[@]}"; do run_mode "$m"; done
 
 echo
@@ -326,5 +332,6 @@ for line in "${SUMMARY[@]}"; do
   printf '%-16s %8s %8s %8s %8s\n' "$m" "$sent" "$ok" "$non2xx" "$errors"
   if [[ "$m" == drain ]] && ((non2xx + errors > 0 || sent == 0)); then status=1; fi
 done
-if ((status)); then echo "FAIL: the drain mode lost requests"; else echo "ok"; fi
+if ((BAD_EXITS)); then echo "drain mode: $BAD_EXITS restarts exited non-zero"; status=1; fi
+if ((status)); then echo "FAIL: the drain mode lost requests or exited non-zero"; else echo "ok"; fi
 exit "$status"
