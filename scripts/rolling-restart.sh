@@ -118,7 +118,9 @@ for m in "${MODES[@]}"; do
 done
 echo "==> cargo build --profile $PROFILE ${EXAMPLES[*]}"
 cargo build --profile "$PROFILE" --quiet "${EXAMPLES[@]}"
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+# Where cargo put them (honours CARGO_TARGET_DIR and build.target-dir).
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)
+[[ -n "$TARGET_DIR" ]] || TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN_DIR=$TARGET_DIR/$PROFILE_DIR/examples
 LOADGEN=$BIN_DIR/loadgen
 
