@@ -69,8 +69,10 @@
 //!
 //! # Cost
 //!
-//! A request that passes through costs one atomic load, three atomic read-modify-writes and
-//! an `Arc` clone: no lock and no heap allocation. The token is mirrored into the tracker's
+//! A request that passes through costs two atomic loads (one only on HTTP/1.x), three atomic
+//! read-modify-writes on the tracker (admit, count, release) and an `Arc` clone and drop for
+//! the guard: no lock and no heap allocation (the `no_alloc` test proves the latter with a
+//! counting allocator; README § Performance has the measurements). The token is mirrored into the tracker's
 //! own atomic, so `CancellationToken::is_cancelled` (which locks a mutex) is never called per
 //! request.
 #![forbid(unsafe_code)]
