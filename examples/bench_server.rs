@@ -13,6 +13,11 @@
 //! ```
 
 // `routes::param` returns `Result<u64, Response>`; clippy finds the error variant large.
+#[allow(dead_code)] // each example uses part of the shared environment helpers
+#[path = "support/env.rs"]
+mod env;
+#[path = "support/plain.rs"]
+mod plain;
 #[allow(clippy::result_large_err)]
 #[path = "support/routes.rs"]
 mod routes;
@@ -34,48 +39,12 @@ fn drain_from_env() -> Result<bool, String> {
     }
 }
 
-fn addr_from_env() -> Result<SocketAddr, String> {
-    match std::env::var("ADDR") {
-        Err(std::env::VarError::NotPresent) => Ok(SocketAddr::from(([127, 0, 0, 1], 3000))),
-        Ok(v) => v
-            .parse()
-            .map_err(|e| format!("ADDR must be host:port, got {v:?}: {e}")),
-        Err(e) => Err(format!("ADDR: {e}")),
-    }
-}
-
-/// Resolves on the first SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            eprintln!("bench_server: cannot listen for Ctrl-C: {e}");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                eprintln!("bench_server: cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
-    let (drain, addr) = match (drain_from_env(), addr_from_env()) {
+    let (drain, addr) = match (
+        drain_from_env(),
+        env::addr(SocketAddr::from(([127, 0, 0, 1], 3000))),
+    ) {
         (Ok(drain), Ok(addr)) => (drain, addr),
         (Err(e), _) | (_, Err(e)) => {
             eprintln!("bench_server: {e}");
@@ -89,23 +58,16 @@ async fn main() -> ExitCode {
     } else {
         routes::routes()
     };
-    let listener = match tokio::net::TcpListener::bind(addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("bench_server: cannot bind {addr}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match listener.local_addr() {
-        Ok(bound) => println!("listening on {bound}"),
+    let listener = match plain::bind(addr).await {
+        Ok(listener) => listener,
         Err(e) => {
             eprintln!("bench_server: {e}");
             return ExitCode::FAILURE;
         }
-    }
+    };
     let stop = token.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown_signal().await;
+        plain::terminate_or_interrupt("bench_server").await;
         stop.cancel();
     });
     if let Err(e) = server.await {

@@ -21,6 +21,11 @@
 //! NAIVE=graceful ADDR=127.0.0.1:3001 cargo run --example naive
 //! ```
 
+#[allow(dead_code)] // each example uses part of the shared environment helpers
+#[path = "support/env.rs"]
+mod env;
+#[path = "support/plain.rs"]
+mod plain;
 #[allow(clippy::result_large_err)] // the shared routes module returns early responses as errors
 #[path = "support/routes.rs"]
 mod routes;
@@ -47,48 +52,12 @@ fn mode_from_env() -> Result<Mode, String> {
     }
 }
 
-fn addr_from_env() -> Result<SocketAddr, String> {
-    match std::env::var("ADDR") {
-        Err(std::env::VarError::NotPresent) => Ok(SocketAddr::from(([127, 0, 0, 1], 3000))),
-        Ok(v) => v
-            .parse()
-            .map_err(|e| format!("ADDR must be host:port, got {v:?}: {e}")),
-        Err(e) => Err(format!("ADDR: {e}")),
-    }
-}
-
-/// Resolves on the first SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            eprintln!("naive: cannot listen for Ctrl-C: {e}");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                eprintln!("naive: cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
-    let (mode, addr) = match (mode_from_env(), addr_from_env()) {
+    let (mode, addr) = match (
+        mode_from_env(),
+        env::addr(SocketAddr::from(([127, 0, 0, 1], 3000))),
+    ) {
         (Ok(mode), Ok(addr)) => (mode, addr),
         (Err(e), _) | (_, Err(e)) => {
             eprintln!("naive: {e}");
@@ -98,27 +67,24 @@ async fn main() -> ExitCode {
     let app = routes::routes()
         .route("/readyz", get(|| async { "ok\n" }))
         .route("/livez", get(|| async { "ok\n" }));
-    let listener = match tokio::net::TcpListener::bind(addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("naive: cannot bind {addr}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match listener.local_addr() {
-        Ok(bound) => println!("listening on {bound}"),
+    let listener = match plain::bind(addr).await {
+        Ok(listener) => listener,
         Err(e) => {
             eprintln!("naive: {e}");
             return ExitCode::FAILURE;
         }
-    }
+    };
     let server = axum::serve(listener, app);
     let result = match mode {
-        Mode::Graceful => server.with_graceful_shutdown(shutdown_signal()).await,
+        Mode::Graceful => {
+            server
+                .with_graceful_shutdown(plain::terminate_or_interrupt("naive"))
+                .await
+        }
         Mode::Abrupt => {
             tokio::select! {
                 r = server.into_future() => r,
-                () = shutdown_signal() => {
+                () = plain::terminate_or_interrupt("naive") => {
                     println!("naive (abrupt): signal received, exiting now");
                     // Exit without dropping the runtime's tasks gracefully: connections are cut.
                     std::process::exit(0);
