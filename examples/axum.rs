@@ -46,21 +46,6 @@ use tower_drain::{DrainLayer, Shutdown};
 /// The exit code when the pool was used after it was closed.
 const EXIT_USED_AFTER_CLOSE: u8 = 70;
 
-struct Config {
-    addr: SocketAddr,
-    notice: Duration,
-    drain_timeout: Duration,
-}
-
-fn config() -> Result<Config, String> {
-    let (notice, drain_timeout) = env::timings()?;
-    Ok(Config {
-        addr: env::addr(SocketAddr::from(([127, 0, 0, 1], 3000)))?,
-        notice,
-        drain_timeout,
-    })
-}
-
 /// Stands in for a database pool: it must not be used once closed.
 #[derive(Default)]
 struct Pool {
@@ -96,32 +81,17 @@ async fn use_pool(pool: Arc<Pool>, request: Request, next: Next) -> Response {
     response
 }
 
-fn main() -> ExitCode {
-    env::init_tracing();
-    let config = match config() {
-        Ok(config) => config,
-        Err(message) => {
-            eprintln!("axum example: {message}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("axum example: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(serve(config)) {
-        Ok(code) => code,
-        Err(message) => {
-            eprintln!("axum example: {message}");
-            ExitCode::FAILURE
-        }
-    }
+#[tokio::main]
+async fn main() -> ExitCode {
+    env::run(
+        "axum example",
+        SocketAddr::from(([127, 0, 0, 1], 3000)),
+        serve,
+    )
+    .await
 }
 
-async fn serve(config: Config) -> Result<ExitCode, String> {
+async fn serve(config: env::Settings) -> Result<ExitCode, String> {
     let drain = DrainLayer::new(CancellationToken::new())
         .readiness_path("/readyz")
         .liveness_path("/livez");
@@ -179,13 +149,8 @@ async fn serve(config: Config) -> Result<ExitCode, String> {
         }))
         .layer(drain);
 
-    let listener = tokio::net::TcpListener::bind(config.addr)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.addr))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| format!("cannot read the bound address: {e}"))?;
-    env::announce_listening(bound);
+    let listener = env::bind(config.addr).await?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(
         notice = ?config.notice,
         drain_timeout = ?config.drain_timeout,
@@ -217,7 +182,5 @@ async fn serve(config: Config) -> Result<ExitCode, String> {
         return Ok(ExitCode::from(EXIT_USED_AFTER_CLOSE));
     }
     // exit_code() is 0, 1, 130 or 143: it fits in a u8.
-    Ok(ExitCode::from(
-        u8::try_from(report.exit_code()).unwrap_or(1),
-    ))
+    Ok(env::exit_code(report.exit_code()))
 }

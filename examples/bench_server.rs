@@ -58,7 +58,7 @@ async fn main() -> ExitCode {
     } else {
         routes::routes()
     };
-    let listener = match plain::bind(addr).await {
+    let listener = match env::bind(addr).await {
         Ok(listener) => listener,
         Err(e) => {
             eprintln!("bench_server: {e}");

@@ -69,33 +69,20 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    env::init_tracing();
-    let config = (|| {
-        let addr = env::addr(SocketAddr::from(([127, 0, 0, 1], 3000)))?;
-        let (notice, drain_timeout) = env::timings()?;
-        Ok::<_, String>((addr, notice, drain_timeout))
-    })();
-    let (addr, notice, drain_timeout) = match config {
-        Ok(config) => config,
-        Err(message) => {
-            eprintln!("hyper example: {message}");
-            return ExitCode::from(2);
-        }
-    };
-    match serve(addr, notice, drain_timeout).await {
-        Ok(code) => code,
-        Err(message) => {
-            eprintln!("hyper example: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    env::run(
+        "hyper example",
+        SocketAddr::from(([127, 0, 0, 1], 3000)),
+        serve,
+    )
+    .await
 }
 
-async fn serve(
-    addr: SocketAddr,
-    notice: Duration,
-    drain_timeout: Duration,
-) -> Result<ExitCode, String> {
+async fn serve(settings: env::Settings) -> Result<ExitCode, String> {
+    let env::Settings {
+        addr,
+        notice,
+        drain_timeout,
+    } = settings;
     let drain = DrainLayer::new(CancellationToken::new())
         .readiness_path("/readyz")
         .liveness_path("/livez");
@@ -107,13 +94,8 @@ async fn serve(
         .map_err(|e| format!("shutdown configuration: {e}"))?;
     let service = ServiceBuilder::new().layer(drain).service_fn(handle);
 
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| format!("cannot read the bound address: {e}"))?;
-    env::announce_listening(bound);
+    let listener = env::bind(addr).await?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!("serving on {bound}; send SIGTERM or press Ctrl-C to shut down");
 
     let token = shutdown.drain_token();
@@ -157,7 +139,5 @@ async fn serve(
     println!("{report}");
     // Connections end once idle; one hung past the drain deadline is not waited for.
     let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
-    Ok(ExitCode::from(
-        u8::try_from(report.exit_code()).unwrap_or(1),
-    ))
+    Ok(env::exit_code(report.exit_code()))
 }

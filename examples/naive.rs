@@ -67,7 +67,7 @@ async fn main() -> ExitCode {
     let app = routes::routes()
         .route("/readyz", get(|| async { "ok\n" }))
         .route("/livez", get(|| async { "ok\n" }));
-    let listener = match plain::bind(addr).await {
+    let listener = match env::bind(addr).await {
         Ok(listener) => listener,
         Err(e) => {
             eprintln!("naive: {e}");

@@ -30,33 +30,20 @@ use tower_drain::{DrainLayer, Shutdown};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    env::init_tracing();
-    let config = (|| {
-        let addr = env::addr(SocketAddr::from(([127, 0, 0, 1], 50051)))?;
-        let (notice, drain_timeout) = env::timings()?;
-        Ok::<_, String>((addr, notice, drain_timeout))
-    })();
-    let (addr, notice, drain_timeout) = match config {
-        Ok(config) => config,
-        Err(message) => {
-            eprintln!("tonic example: {message}");
-            return ExitCode::from(2);
-        }
-    };
-    match serve(addr, notice, drain_timeout).await {
-        Ok(code) => code,
-        Err(message) => {
-            eprintln!("tonic example: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    env::run(
+        "tonic example",
+        SocketAddr::from(([127, 0, 0, 1], 50051)),
+        serve,
+    )
+    .await
 }
 
-async fn serve(
-    addr: SocketAddr,
-    notice: Duration,
-    drain_timeout: Duration,
-) -> Result<ExitCode, String> {
+async fn serve(settings: env::Settings) -> Result<ExitCode, String> {
+    let env::Settings {
+        addr,
+        notice,
+        drain_timeout,
+    } = settings;
     let drain = DrainLayer::new(CancellationToken::new())
         // Probes keep their answer through the drain: NOT_SERVING, not UNAVAILABLE.
         .exempt_path("/grpc.health.v1.Health/Check")
@@ -83,13 +70,8 @@ async fn serve(
         tracing::info!("health: NOT_SERVING");
     });
 
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| format!("cannot read the bound address: {e}"))?;
-    env::announce_listening(bound);
+    let listener = env::bind(addr).await?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!("serving gRPC health on {bound}; send SIGTERM or press Ctrl-C to shut down");
 
     let server = tokio::spawn(
@@ -108,7 +90,5 @@ async fn serve(
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(1), server).await {
         tracing::warn!("server error: {e}");
     }
-    Ok(ExitCode::from(
-        u8::try_from(report.exit_code()).unwrap_or(1),
-    ))
+    Ok(env::exit_code(report.exit_code()))
 }

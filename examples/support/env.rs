@@ -1,8 +1,12 @@
 //! Configuration from the environment and logging, shared by the shutdown examples
 //! (`axum`, `tonic`, `hyper`, `sse`). Bad values are reported as errors, never panics.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::time::Duration;
+
+use tokio::net::TcpListener;
 
 use tracing_subscriber::EnvFilter;
 
@@ -61,4 +65,60 @@ pub fn announce_listening(addr: SocketAddr) {
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "listening on {addr}");
     let _ = stdout.flush();
+}
+
+/// Binds `addr` and announces the bound address (see [`announce_listening`]).
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    announce_listening(bound);
+    Ok(listener)
+}
+
+/// What every shutdown example reads from the environment.
+pub struct Settings {
+    /// `ADDR`.
+    pub addr: SocketAddr,
+    /// `NOTICE_MS`.
+    pub notice: Duration,
+    /// `DRAIN_TIMEOUT_MS`.
+    pub drain_timeout: Duration,
+}
+
+/// The `main` of a shutdown example: logging, then the settings (bad ones exit with code 2 and
+/// a message), then `serve` (an error exits with code 1 and a message).
+pub async fn run<F, Fut>(name: &str, default_addr: SocketAddr, serve: F) -> ExitCode
+where
+    F: FnOnce(Settings) -> Fut,
+    Fut: Future<Output = Result<ExitCode, String>>,
+{
+    init_tracing();
+    let settings = addr(default_addr).and_then(|addr| {
+        let (notice, drain_timeout) = timings()?;
+        Ok(Settings {
+            addr,
+            notice,
+            drain_timeout,
+        })
+    });
+    let settings = match settings {
+        Ok(settings) => settings,
+        Err(message) => {
+            eprintln!("{name}: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    serve(settings).await.unwrap_or_else(|message| {
+        eprintln!("{name}: {message}");
+        ExitCode::FAILURE
+    })
+}
+
+/// A `ShutdownReport::exit_code` (0, 1, 130 or 143) as the process's exit code.
+pub fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -1,19 +1,5 @@
-//! What the servers without `Shutdown` (`naive`, `bench_server`) share: binding with the
-//! `listening on` line scripts wait for, and a future for the first SIGTERM or Ctrl-C.
-
-use std::net::SocketAddr;
-
-use tokio::net::TcpListener;
-
-/// Binds `addr` and prints `listening on <bound address>` (flushed) once it accepts.
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot bind {addr}: {e}"))?;
-    let bound = listener.local_addr().map_err(|e| e.to_string())?;
-    super::env::announce_listening(bound);
-    Ok(listener)
-}
+//! What the servers without `Shutdown` (`naive`, `bench_server`) use instead of it: a future
+//! for the first SIGTERM or Ctrl-C.
 
 /// Resolves on the first SIGTERM or Ctrl-C. A listener that cannot be installed is reported
 /// on stderr and never fires.
