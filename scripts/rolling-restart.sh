@@ -26,7 +26,7 @@ set -euo pipefail
 usage() {
   cat <<'EOF'
 usage: rolling-restart.sh [--mode drain|naive-graceful|naive-abrupt|all] [--restarts N]
-                          [--lb-mode http-keep-alive|http-server-close|tcp] [--lb-retries off|on]
+                          [--lb-mode http-keep-alive|http-server-close|h2|tcp] [--lb-retries off|on]
                           [--connections N] [--inter-ms MS] [--notice-ms MS] [--restart-gap-ms MS]
                           [--profile release|dev] [--pause-ms MS]
 EOF
@@ -76,8 +76,8 @@ case "$MODE" in
   all) MODES=(drain naive-graceful naive-abrupt) ;;
   *) echo "--mode must be drain, naive-graceful, naive-abrupt or all" >&2; exit 2 ;;
 esac
-case "$LB_MODE" in http-keep-alive|http-server-close|tcp) ;; *)
-  echo "--lb-mode must be http-keep-alive, http-server-close or tcp" >&2; exit 2 ;;
+case "$LB_MODE" in http-keep-alive|http-server-close|h2|tcp) ;; *)
+  echo "--lb-mode must be http-keep-alive, http-server-close, h2 or tcp" >&2; exit 2 ;;
 esac
 case "$LB_RETRIES" in on|off) ;; *) echo "--lb-retries must be on or off" >&2; exit 2 ;; esac
 case "$PROFILE" in release) PROFILE_DIR=release ;; dev) PROFILE_DIR=debug ;; *)
@@ -219,9 +219,12 @@ run_mode() {
     SERVER_PORT[b]=$(free_port); CLI_PORT=$(free_port)
   done
 
-  local mode_line conn_line reuse_line retry_line redispatch_line
+  local mode_line conn_line reuse_line retry_line redispatch_line server_line="# HTTP\/1.1 to the backends"
   case "$LB_MODE" in
     http-keep-alive) mode_line=http; conn_line="option http-keep-alive"; reuse_line="http-reuse safe" ;;
+    # HTTP/2 (cleartext, prior knowledge) to the backends: no Connection: close there; a
+    # draining backend's connections end with GOAWAY from the server's graceful shutdown.
+    h2) mode_line=http; conn_line="option http-keep-alive"; reuse_line="http-reuse safe"; server_line="proto h2" ;;
     http-server-close) mode_line=http; conn_line="option http-server-close"; reuse_line="# http-reuse: no server-side reuse with http-server-close" ;;
     tcp) mode_line=tcp; conn_line="# tcp mode: one backend connection per client connection"; reuse_line="# tcp mode: no connection reuse" ;;
   esac
@@ -235,7 +238,7 @@ run_mode() {
   sed -e "s/@MODE@/$mode_line/" -e "s/@CONNECTION_OPTION@/$conn_line/" -e "s/@REUSE_OPTION@/$reuse_line/" \
       -e "s/@RETRY_OPTION@/$retry_line/" -e "s/@REDISPATCH_OPTION@/$redispatch_line/" \
       -e "s/@FE_PORT@/$FE_PORT/" -e "s/@CLI_PORT@/$CLI_PORT/" \
-      -e "s/@PORT_A@/${SERVER_PORT[a]}/" -e "s/@PORT_B@/${SERVER_PORT[b]}/" \
+      -e "s/@PORT_A@/${SERVER_PORT[a]}/" -e "s/@PORT_B@/${SERVER_PORT[b]}/" -e "s/@SERVER_OPTION@/$server_line/" \
       -e "s/@INTER_MS@/$INTER_MS/g" -e "s/@FALL@/$FALL/" -e "s/@RISE@/$RISE/" \
       -e "s/@CHECK_TIMEOUT_MS@/$CHECK_TIMEOUT_MS/" \
       scripts/haproxy/haproxy.cfg.in > "$WORK/haproxy-$mode.cfg"
