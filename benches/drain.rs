@@ -23,56 +23,32 @@
 //!   which `drained()` uses) and `tokio_oneshot` are the same hand-off through tokio's own
 //!   primitives: the reference for what waking a parked worker costs on this machine.
 
-use std::convert::Infallible;
-use std::future::{poll_fn, ready, Future, Ready};
+use std::future::{poll_fn, Future};
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
 use criterion::{criterion_group, Criterion};
 use http::{Request, Response};
 use http_body::Body;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use tokio_util::sync::CancellationToken;
 use tower::limit::ConcurrencyLimitLayer;
 use tower::{Layer, Service, ServiceExt};
 use tower_drain::DrainLayer;
 use tower_http::metrics::InFlightRequestsLayer;
 
+#[path = "support/hello.rs"]
+mod hello;
+use hello::{noop_waker, Hello};
+
 /// Tasks hammering one shared service in the `contended` group.
 const TASKS: u64 = 4;
 /// Worker threads of the runtime in the `contended` and `drained_wake` groups.
 const WORKERS: usize = 2;
-
-/// A trivial inner service: a small full body, answered at once, no allocation of its own.
-#[derive(Clone, Copy, Debug)]
-struct Hello;
-
-impl Service<Request<()>> for Hello {
-    type Response = Response<Full<Bytes>>;
-    type Error = Infallible;
-    type Future = Ready<Result<Self::Response, Infallible>>;
-
-    #[inline]
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    #[inline]
-    fn call(&mut self, _request: Request<()>) -> Self::Future {
-        ready(Ok(Response::new(Full::new(Bytes::from_static(b"hello\n")))))
-    }
-}
-
-struct NoopWake;
-
-impl Wake for NoopWake {
-    fn wake(self: Arc<Self>) {}
-}
 
 /// One request, by hand: ready, call, response future, body to its end, drops. Every
 /// future here completes on its first poll.
@@ -123,7 +99,7 @@ fn drain_layer() -> (CancellationToken, DrainLayer) {
 }
 
 fn pass_through(c: &mut Criterion) {
-    let waker = Waker::from(Arc::new(NoopWake));
+    let waker = noop_waker();
     let mut cx = Context::from_waker(&waker);
     let (_token, drain) = drain_layer();
     let mut group = c.benchmark_group("pass_through");
@@ -203,7 +179,7 @@ fn contended(c: &mut Criterion) {
 }
 
 fn rejection(c: &mut Criterion) {
-    let waker = Waker::from(Arc::new(NoopWake));
+    let waker = noop_waker();
     let mut cx = Context::from_waker(&waker);
     let mut group = c.benchmark_group("rejection");
 

@@ -10,48 +10,23 @@
 //! `poll_ready`, `call`, the response future, the body polled to its end, the drops, on a
 //! trivial `Service<Request<()>>` answering a small full body, polled with a no-op waker.
 
-use std::convert::Infallible;
-use std::future::{ready, Future, Ready};
+use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
-use http_body_util::Full;
 use tokio_util::sync::CancellationToken;
 use tower::limit::ConcurrencyLimitLayer;
 use tower::{Layer, Service};
 use tower_drain::DrainLayer;
 use tower_http::metrics::InFlightRequestsLayer;
 
-#[derive(Clone, Copy, Debug)]
-struct Hello;
-
-impl Service<Request<()>> for Hello {
-    type Response = Response<Full<Bytes>>;
-    type Error = Infallible;
-    type Future = Ready<Result<Self::Response, Infallible>>;
-
-    #[inline]
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    #[inline]
-    fn call(&mut self, _request: Request<()>) -> Self::Future {
-        ready(Ok(Response::new(Full::new(Bytes::from_static(b"hello\n")))))
-    }
-}
-
-struct NoopWake;
-
-impl Wake for NoopWake {
-    fn wake(self: Arc<Self>) {}
-}
+#[path = "../benches/support/hello.rs"]
+mod hello;
+use hello::{noop_waker, Hello};
 
 /// Serves `n` requests; returns the number of body frames seen (so nothing is optimised out).
 #[inline(never)]
@@ -60,7 +35,7 @@ where
     S: Service<Request<()>, Response = Response<B>>,
     B: Body,
 {
-    let waker = Waker::from(Arc::new(NoopWake));
+    let waker = noop_waker();
     let mut cx = Context::from_waker(&waker);
     let mut frames = 0;
     for _ in 0..n {

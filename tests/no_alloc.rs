@@ -12,21 +12,21 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::convert::Infallible;
-use std::future::{ready, Future, Ready};
+use std::future::Future;
 use std::pin::pin;
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body::Body;
-use http_body_util::Full;
 use tokio_util::sync::CancellationToken;
 use tower::limit::ConcurrencyLimitLayer;
 use tower::{Layer, Service};
 use tower_drain::DrainLayer;
 use tower_http::metrics::InFlightRequestsLayer;
+
+#[path = "../benches/support/hello.rs"]
+mod hello;
+use hello::{noop_waker, Hello};
 
 /// Counts every allocation and reallocation made by the current thread.
 struct CountingAllocator;
@@ -76,19 +76,6 @@ fn allocations_during(f: impl FnOnce()) -> u64 {
     ALLOCATIONS.with(Cell::get) - before
 }
 
-/// A waker that does nothing; every future here is ready on its first poll. (Built from
-/// `Wake` rather than `Waker::noop()` to stay within the crate's MSRV; it is created once,
-/// outside the counted region.)
-struct NoopWake;
-
-impl Wake for NoopWake {
-    fn wake(self: Arc<Self>) {}
-}
-
-fn noop_waker() -> Waker {
-    Waker::from(Arc::new(NoopWake))
-}
-
 /// The whole life of one request: ready, call, response future, body to its end, drops.
 /// Returns the response status.
 fn serve_one<S, ReqBody, ResBody>(
@@ -122,24 +109,6 @@ where
         }
     }
     status
-}
-
-/// A trivial inner service: a small full body, no allocation of its own.
-#[derive(Clone, Copy, Debug)]
-struct Hello;
-
-impl Service<Request<()>> for Hello {
-    type Response = Response<Full<Bytes>>;
-    type Error = Infallible;
-    type Future = Ready<Result<Self::Response, Infallible>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _request: Request<()>) -> Self::Future {
-        ready(Ok(Response::new(Full::new(Bytes::from_static(b"hello\n")))))
-    }
 }
 
 fn hello_router() -> axum::Router {
