@@ -9,7 +9,7 @@
 //! Groups (one run, so the ratios printed at the end compare like with like):
 //!
 //! * `pass_through`: one request at a time on one thread through a trivial
-//!   `Service<Request<()>>` answering a small full body: `poll_ready`, `call`, the response
+//!   `Service<hello::Req>` answering a small full body: `poll_ready`, `call`, the response
 //!   future, the body polled to its end, the drops (what `ServiceExt::oneshot` plus reading
 //!   the body does), polled by hand with a no-op waker so no runtime is measured.
 //!   Variants: `bare`, `drain` (`DrainLayer`), `concurrency_limit` (tower's
@@ -32,7 +32,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{criterion_group, Criterion};
-use http::{Request, Response};
+use http::Response;
 use http_body::Body;
 use http_body_util::BodyExt;
 use tokio_util::sync::CancellationToken;
@@ -55,13 +55,13 @@ const WORKERS: usize = 2;
 #[inline]
 fn serve_one<S, B>(service: &mut S, cx: &mut Context<'_>) -> usize
 where
-    S: Service<Request<()>, Response = Response<B>>,
+    S: Service<hello::Req, Response = Response<B>>,
     B: Body,
 {
     let Poll::Ready(Ok(())) = service.poll_ready(cx) else {
         panic!("service not ready")
     };
-    let mut future = pin!(service.call(black_box(Request::new(()))));
+    let mut future = pin!(service.call(black_box(hello::request())));
     let Poll::Ready(Ok(response)) = future.as_mut().poll(cx) else {
         panic!("response not ready")
     };
@@ -77,14 +77,14 @@ where
 /// One request the async way, as a task on a runtime does it.
 async fn serve_one_async<S, B>(service: &mut S)
 where
-    S: Service<Request<()>, Response = Response<B>>,
+    S: Service<hello::Req, Response = Response<B>>,
     S::Error: std::fmt::Debug,
     B: Body + Unpin,
     B::Error: std::fmt::Debug,
 {
     let service = service.ready().await.expect("service failed");
     let response = service
-        .call(black_box(Request::new(())))
+        .call(black_box(hello::request()))
         .await
         .expect("service failed");
     let mut body = response.into_body();
@@ -129,7 +129,7 @@ fn multi_thread_runtime() -> tokio::runtime::Runtime {
 /// `iters` requests split over [`TASKS`] tasks, each with its own clone of `service`.
 fn hammer<S, B>(runtime: &tokio::runtime::Runtime, service: &S, iters: u64) -> Duration
 where
-    S: Service<Request<()>, Response = Response<B>> + Clone + Send + 'static,
+    S: Service<hello::Req, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send,
     S::Error: std::fmt::Debug,
     B: Body + Unpin + Send,

@@ -8,7 +8,7 @@
 //!
 //! Paths: `bare`, `drain`, `drain_refused`, `concurrency_limit`, `in_flight`. Each request is
 //! `poll_ready`, `call`, the response future, the body polled to its end, the drops, on a
-//! trivial `Service<Request<()>>` answering a small full body, polled with a no-op waker.
+//! trivial `Service<hello::Req>` answering a small full body, polled with a no-op waker.
 
 use std::future::Future;
 use std::hint::black_box;
@@ -16,7 +16,7 @@ use std::pin::pin;
 use std::process::ExitCode;
 use std::task::{Context, Poll};
 
-use http::{Request, Response};
+use http::Response;
 use http_body::Body;
 use tokio_util::sync::CancellationToken;
 use tower::limit::ConcurrencyLimitLayer;
@@ -32,7 +32,7 @@ use hello::{noop_waker, Hello};
 #[inline(never)]
 fn serve<S, B>(service: &mut S, n: u64) -> u64
 where
-    S: Service<Request<()>, Response = Response<B>>,
+    S: Service<hello::Req, Response = Response<B>>,
     B: Body,
 {
     let waker = noop_waker();
@@ -42,7 +42,7 @@ where
         let Poll::Ready(Ok(())) = service.poll_ready(&mut cx) else {
             panic!("service not ready")
         };
-        let mut future = pin!(service.call(black_box(Request::new(()))));
+        let mut future = pin!(service.call(black_box(hello::request())));
         let Poll::Ready(Ok(response)) = future.as_mut().poll(&mut cx) else {
             panic!("response not ready")
         };

@@ -13,7 +13,12 @@ pub(crate) struct Config {
     pub(crate) exempt_paths: Vec<Box<str>>,
     pub(crate) rejection: Rejection,
     pub(crate) drain_signal: bool,
+    /// How many bytes of a refused HTTP/1.x request body to read and discard.
+    pub(crate) refused_body_limit: u64,
 }
+
+/// Default of [`DrainLayer::refused_body_limit`](crate::DrainLayer::refused_body_limit).
+pub(crate) const DEFAULT_REFUSED_BODY_LIMIT: u64 = 16 * 1024 * 1024;
 
 /// What the layer does with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +42,7 @@ impl Config {
             exempt_paths: Vec::new(),
             rejection: Rejection::default(),
             drain_signal: false,
+            refused_body_limit: DEFAULT_REFUSED_BODY_LIMIT,
         }
     }
 

@@ -8,6 +8,7 @@ use http::Response;
 use pin_project_lite::pin_project;
 
 use crate::body::{EarlyBody, ResponseBody};
+use crate::discard::Discard;
 use crate::guard::InFlightGuard;
 use crate::keep_alive::close_connection;
 
@@ -16,16 +17,19 @@ pin_project! {
     ///
     /// Dropping it before it completes (the client went away, a timeout fired, the handler
     /// panicked) releases the request's count.
+    ///
+    /// `B` is the request body: kept, and read to its end, only when the layer answers the
+    /// request itself (see [`DrainLayer::refused_body_limit`](crate::DrainLayer::refused_body_limit)).
     #[must_use = "futures do nothing unless polled"]
-    pub struct ResponseFuture<F> {
+    pub struct ResponseFuture<F, B> {
         #[pin]
-        state: State<F>,
+        state: State<F, B>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<F> {
+    enum State<F, B> {
         Tracked {
             #[pin]
             future: F,
@@ -38,12 +42,15 @@ pin_project! {
             future: F,
         },
         Early {
+            // The request's body, read and thrown away before the answer goes out.
+            #[pin]
+            discard: Discard<B>,
             response: Option<Response<EarlyBody>>,
         },
     }
 }
 
-impl<F> ResponseFuture<F> {
+impl<F, B> ResponseFuture<F, B> {
     pub(crate) fn tracked(future: F, guard: InFlightGuard, http1: bool) -> Self {
         Self {
             state: State::Tracked {
@@ -60,20 +67,22 @@ impl<F> ResponseFuture<F> {
         }
     }
 
-    pub(crate) fn early(response: Response<EarlyBody>) -> Self {
+    pub(crate) fn early(response: Response<EarlyBody>, discard: Discard<B>) -> Self {
         Self {
             state: State::Early {
+                discard,
                 response: Some(response),
             },
         }
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F>
+impl<F, B, ResBody, E> Future for ResponseFuture<F, B>
 where
-    F: Future<Output = Result<Response<B>, E>>,
+    F: Future<Output = Result<Response<ResBody>, E>>,
+    B: http_body::Body,
 {
-    type Output = Result<Response<ResponseBody<B>>, E>;
+    type Output = Result<Response<ResponseBody<ResBody>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
@@ -95,7 +104,8 @@ where
                 let response = ready!(future.poll(cx))?;
                 Poll::Ready(Ok(response.map(|body| ResponseBody::inner(body, None))))
             }
-            StateProj::Early { response } => {
+            StateProj::Early { discard, response } => {
+                ready!(discard.poll_discard(cx));
                 let response = response
                     .take()
                     .expect("ResponseFuture polled after completion");
@@ -105,7 +115,7 @@ where
     }
 }
 
-impl<F> std::fmt::Debug for ResponseFuture<F> {
+impl<F, B> std::fmt::Debug for ResponseFuture<F, B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = match &self.state {
             State::Tracked { .. } => "tracked",

@@ -21,6 +21,8 @@ use crate::tracker::ConnectionTracker;
 ///   service: `503 Service Unavailable` with `Retry-After` (and `Connection: close` on
 ///   HTTP/1.x), or, for gRPC requests, a trailers-only response with `grpc-status: 14`
 ///   (`UNAVAILABLE`). The request was not processed, so the client can retry it elsewhere.
+///   On HTTP/1.x the refused request's body is read first, so that the answer is not lost to
+///   a reset when the connection closes ([`refused_body_limit`](Self::refused_body_limit)).
 /// * Once shutdown is announced or draining started, HTTP/1.x responses carry
 ///   `Connection: close` so keep-alive clients reconnect elsewhere.
 /// * Optionally the layer answers a readiness path and a liveness path itself, and lets
@@ -135,6 +137,20 @@ impl DrainLayer {
     /// can instead get a signal from [`ConnectionTracker::signal`] through application state.
     pub fn with_drain_signal(self) -> Self {
         self.configure(|c| c.drain_signal = true)
+    }
+
+    /// How much of a refused HTTP/1.x request's body the layer reads (and throws away) before
+    /// sending its answer. Default: 16 MiB.
+    ///
+    /// When an HTTP/1.x server answers without reading the request body, the connection is
+    /// closed with the rest of the upload unread, and the client may see a reset or a broken
+    /// pipe instead of the `503`, unable to tell that its request was never processed. Reading
+    /// the body first lets the `503` arrive. Refused requests are not counted in flight, so this
+    /// never delays [`drained`](Self::drained). Bodies declared (`Content-Length`) larger than
+    /// the limit are not read; requests with `Expect: 100-continue` and HTTP/2 or HTTP/3
+    /// requests need no reading and get their answer at once. `0` turns reading off.
+    pub fn refused_body_limit(self, bytes: u64) -> Self {
+        self.configure(|c| c.refused_body_limit = bytes)
     }
 
     fn configure(mut self, f: impl FnOnce(&mut Config)) -> Self {

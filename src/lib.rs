@@ -86,6 +86,7 @@
 
 mod body;
 mod config;
+mod discard;
 mod drained;
 mod error;
 mod future;

@@ -7,7 +7,9 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
+use crate::body::EarlyBody;
 use crate::config::{Config, Route};
+use crate::discard::Discard;
 use crate::future::ResponseFuture;
 use crate::keep_alive::is_http1;
 use crate::readiness::{liveness_response, readiness_response};
@@ -45,10 +47,11 @@ impl<S> Drain<S> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Drain<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ReqBody: http_body::Body,
 {
     type Response = Response<crate::ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future, ReqBody>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -61,16 +64,18 @@ where
         match config.route(request.uri().path()) {
             Route::Counted => {}
             Route::Readiness => {
-                return ResponseFuture::early(readiness_response(
-                    request.method(),
-                    tracker.is_ready(),
-                ))
+                let response = readiness_response(request.method(), tracker.is_ready());
+                return config.answer(request, response);
             }
-            Route::Liveness => return ResponseFuture::early(liveness_response(request.method())),
+            Route::Liveness => {
+                let response = liveness_response(request.method());
+                return config.answer(request, response);
+            }
             Route::Exempt => return ResponseFuture::untracked(self.inner.call(request)),
         }
         let Some(guard) = tracker.shared.try_admit() else {
-            return ResponseFuture::early(config.rejection.response(&request));
+            let response = config.rejection.response(&request);
+            return config.answer(request, response);
         };
         if config.drain_signal {
             request.extensions_mut().insert(tracker.signal());
@@ -78,6 +83,21 @@ where
         let http1 = is_http1(request.version());
         // The guard is created before the inner call, so a panic in `call` releases it too.
         ResponseFuture::tracked(self.inner.call(request), guard, http1)
+    }
+}
+
+impl Config {
+    /// Answers `request` with `response` without calling the inner service, reading the
+    /// request body first where the answer would otherwise be lost (see `discard.rs`).
+    #[cold]
+    fn answer<F, B>(
+        &self,
+        request: Request<B>,
+        response: Response<EarlyBody>,
+    ) -> ResponseFuture<F, B> {
+        let (parts, body) = request.into_parts();
+        let discard = Discard::new(&parts, body, self.refused_body_limit);
+        ResponseFuture::early(response, discard)
     }
 }
 

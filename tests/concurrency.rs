@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
+use http_body_util::Empty;
 use http_body_util::Full;
 use support::*;
 use tokio_util::sync::CancellationToken;
@@ -285,7 +286,7 @@ async fn service_calls_racing_a_drain_are_never_admitted_after_drained() {
         let tracker = layer.tracker();
         let stamps = Stamps::new();
         let handler_stamps = stamps.clone();
-        let service = layer.layer(tower::service_fn(move |_request: Request<()>| {
+        let service = layer.layer(tower::service_fn(move |_request: Request<Empty<Bytes>>| {
             let stamps = handler_stamps.clone();
             async move {
                 stamps.admitted();
@@ -316,7 +317,7 @@ async fn service_calls_racing_a_drain_are_never_admitted_after_drained() {
                         .ready()
                         .await
                         .unwrap()
-                        .call(Request::new(()))
+                        .call(Request::new(Empty::new()))
                         .await
                         .unwrap();
                     match response.status() {

@@ -149,7 +149,7 @@ fn pass_through_adds_zero_allocations_to_a_trivial_service() {
     let tracker = layer.tracker();
     let mut bare = Hello;
     let mut layered = layer.layer(Hello);
-    let request = || Request::new(());
+    let request = || hello::request();
 
     // Warm up both paths once (lazy statics, thread-locals), then count.
     allocations_for_requests(&mut bare, 1, request, StatusCode::OK);
@@ -241,7 +241,7 @@ fn rejection_allocates_a_fixed_small_number_per_request() {
     let tracker = layer.tracker();
     let mut layered = layer.layer(Hello);
     token.cancel();
-    let request = || Request::new(());
+    let request = || hello::request();
     let unavailable = StatusCode::SERVICE_UNAVAILABLE;
 
     allocations_for_requests(&mut layered, 1, request, unavailable);
@@ -272,7 +272,7 @@ fn drain_signal_extension_allocates_a_fixed_number_per_request() {
     let token = CancellationToken::new();
     let layer = DrainLayer::new(token.clone()).with_drain_signal();
     let mut layered = layer.layer(Hello);
-    let request = || Request::new(());
+    let request = || hello::request();
 
     allocations_for_requests(&mut layered, 1, request, StatusCode::OK);
     let first = allocations_for_requests(&mut layered, 1, request, StatusCode::OK);

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use http::{header, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
+use http_body_util::Empty;
 use tokio_util::sync::CancellationToken;
 use tower::{Layer, Service, ServiceExt};
 use tower_drain::{DrainLayer, DrainSignal};
@@ -77,7 +78,7 @@ impl Body for TestBody {
     }
 }
 
-type Respond = dyn Fn(&Request<()>) -> Result<Response<TestBody>, BoxError> + Send + Sync;
+type Respond = dyn Fn(&Request<Empty<Bytes>>) -> Result<Response<TestBody>, BoxError> + Send + Sync;
 
 /// An always-ready inner service that counts its calls, remembers the last request's
 /// `DrainSignal` extension, and answers with `respond`.
@@ -90,7 +91,10 @@ struct Inner {
 
 impl Inner {
     fn new(
-        respond: impl Fn(&Request<()>) -> Result<Response<TestBody>, BoxError> + Send + Sync + 'static,
+        respond: impl Fn(&Request<Empty<Bytes>>) -> Result<Response<TestBody>, BoxError>
+            + Send
+            + Sync
+            + 'static,
     ) -> Self {
         Self {
             calls: Arc::default(),
@@ -108,7 +112,7 @@ impl Inner {
     }
 }
 
-impl Service<Request<()>> for Inner {
+impl Service<Request<Empty<Bytes>>> for Inner {
     type Response = Response<TestBody>;
     type Error = BoxError;
     type Future = Ready<Result<Response<TestBody>, BoxError>>;
@@ -117,32 +121,32 @@ impl Service<Request<()>> for Inner {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request<()>) -> Self::Future {
+    fn call(&mut self, request: Request<Empty<Bytes>>) -> Self::Future {
         self.calls.fetch_add(1, Ordering::SeqCst);
         *self.signal.lock().unwrap() = request.extensions().get::<DrainSignal>().cloned();
         ready((self.respond)(&request))
     }
 }
 
-fn get(path: &str) -> Request<()> {
-    Request::builder().uri(path).body(()).unwrap()
+fn get(path: &str) -> Request<Empty<Bytes>> {
+    Request::builder().uri(path).body(Empty::new()).unwrap()
 }
 
-fn get_with_version(version: Version) -> Request<()> {
+fn get_with_version(version: Version) -> Request<Empty<Bytes>> {
     Request::builder()
         .uri("/")
         .version(version)
-        .body(())
+        .body(Empty::new())
         .unwrap()
 }
 
-fn grpc_request() -> Request<()> {
+fn grpc_request() -> Request<Empty<Bytes>> {
     Request::builder()
         .method("POST")
         .uri("/grpc.health.v1.Health/Check")
         .version(Version::HTTP_2)
         .header(header::CONTENT_TYPE, "application/grpc")
-        .body(())
+        .body(Empty::new())
         .unwrap()
 }
 
@@ -164,7 +168,8 @@ where
 #[tokio::test]
 async fn poll_ready_is_pending_while_the_inner_service_is_pending() {
     let (_token, layer) = layer();
-    let (mut service, mut handle) = mock::spawn_layer::<Request<()>, Response<TestBody>, _>(layer);
+    let (mut service, mut handle) =
+        mock::spawn_layer::<Request<Empty<Bytes>>, Response<TestBody>, _>(layer);
     handle.allow(0);
     assert!(service.poll_ready().is_pending());
     handle.allow(1);
@@ -178,7 +183,8 @@ async fn poll_ready_is_pending_while_the_inner_service_is_pending() {
 #[tokio::test]
 async fn poll_ready_error_passes_through() {
     let (_token, layer) = layer();
-    let (mut service, mut handle) = mock::spawn_layer::<Request<()>, Response<TestBody>, _>(layer);
+    let (mut service, mut handle) =
+        mock::spawn_layer::<Request<Empty<Bytes>>, Response<TestBody>, _>(layer);
     handle.send_error("inner not ready");
     match service.poll_ready() {
         Poll::Ready(Err(e)) => assert_eq!(e.to_string(), "inner not ready"),
@@ -190,7 +196,8 @@ async fn poll_ready_error_passes_through() {
 async fn poll_ready_passes_through_even_while_draining() {
     // Draining does not make the service "not ready": a refusal is a response.
     let (token, layer) = layer();
-    let (mut service, mut handle) = mock::spawn_layer::<Request<()>, Response<TestBody>, _>(layer);
+    let (mut service, mut handle) =
+        mock::spawn_layer::<Request<Empty<Bytes>>, Response<TestBody>, _>(layer);
     token.cancel();
     handle.allow(0);
     assert!(service.poll_ready().is_pending());
@@ -199,7 +206,8 @@ async fn poll_ready_passes_through_even_while_draining() {
 #[tokio::test]
 async fn admitted_request_reaches_the_inner_service_unchanged() {
     let (_token, layer) = layer();
-    let (mut service, mut handle) = mock::spawn_layer::<Request<()>, Response<TestBody>, _>(layer);
+    let (mut service, mut handle) =
+        mock::spawn_layer::<Request<Empty<Bytes>>, Response<TestBody>, _>(layer);
     handle.allow(1);
     assert!(matches!(service.poll_ready(), Poll::Ready(Ok(()))));
     let future = service.call(get("/hello"));
@@ -556,7 +564,7 @@ async fn dropping_the_response_future_releases_the_guard() {
     let (_token, layer) = layer();
     let tracker = layer.tracker();
     let (mut service, mut handle) =
-        mock::spawn_layer::<Request<()>, Response<TestBody>, _>(layer.clone());
+        mock::spawn_layer::<Request<Empty<Bytes>>, Response<TestBody>, _>(layer.clone());
     handle.allow(1);
     assert!(service.poll_ready().is_ready());
     let future = service.call(get("/"));
@@ -581,14 +589,14 @@ async fn inner_error_releases_the_guard_and_is_returned_unchanged() {
 fn panic_in_inner_call_releases_the_guard() {
     #[derive(Clone)]
     struct Panics;
-    impl Service<Request<()>> for Panics {
+    impl Service<Request<Empty<Bytes>>> for Panics {
         type Response = Response<TestBody>;
         type Error = Infallible;
         type Future = Ready<Result<Response<TestBody>, Infallible>>;
         fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
             Poll::Ready(Ok(()))
         }
-        fn call(&mut self, _: Request<()>) -> Self::Future {
+        fn call(&mut self, _: Request<Empty<Bytes>>) -> Self::Future {
             panic!("call panicked on purpose")
         }
     }
@@ -606,7 +614,7 @@ fn panic_in_inner_call_releases_the_guard() {
 async fn panic_while_polling_the_inner_future_releases_the_guard() {
     let (_token, layer) = layer();
     let tracker = layer.tracker();
-    let mut service = layer.layer(tower::service_fn(|_: Request<()>| async {
+    let mut service = layer.layer(tower::service_fn(|_: Request<Empty<Bytes>>| async {
         panic!("handler panicked on purpose");
         #[allow(unreachable_code)]
         Ok::<_, Infallible>(Response::new(TestBody::default()))

@@ -9,14 +9,23 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::Full;
+use http_body_util::{Empty, Full};
 use tower::Service;
+
+/// The request type of these measurements: no body, as a GET.
+pub type Req = Request<Empty<Bytes>>;
+
+/// A `GET /` with an empty body.
+#[inline]
+pub fn request() -> Req {
+    Request::new(Empty::new())
+}
 
 /// A trivial inner service: a small full body, answered at once, no allocation of its own.
 #[derive(Clone, Copy, Debug)]
 pub struct Hello;
 
-impl Service<Request<()>> for Hello {
+impl Service<Request<Empty<Bytes>>> for Hello {
     type Response = Response<Full<Bytes>>;
     type Error = Infallible;
     type Future = Ready<Result<Self::Response, Infallible>>;
@@ -27,7 +36,7 @@ impl Service<Request<()>> for Hello {
     }
 
     #[inline]
-    fn call(&mut self, _request: Request<()>) -> Self::Future {
+    fn call(&mut self, _request: Request<Empty<Bytes>>) -> Self::Future {
         ready(Ok(Response::new(Full::new(Bytes::from_static(b"hello\n")))))
     }
 }
