@@ -19,13 +19,17 @@
 # Exit status: non-zero if the drain mode lost any request (a non-2xx answer or a connection
 # error, a truncated stream included). The naive modes only report.
 #
+# --lb nginx puts nginx in front instead (passive health checks only, proxy_next_upstream
+# retries; --lb-retries on, its default there, adds http_503 to nginx's `error timeout`),
+# configured from scripts/nginx/nginx.conf.in; see run_mode's nginx branches.
+#
 # Environment: DRAIN_SERVER_BIN overrides the binary used for the drain mode (it must have
 # the interface of examples/axum.rs); KEEP_LOGS=1 keeps the temporary directory.
 set -euo pipefail
 
 usage() {
   cat <<'EOF'
-usage: rolling-restart.sh [--mode drain|naive-graceful|naive-abrupt|all] [--restarts N]
+usage: rolling-restart.sh [--mode drain|naive-graceful|naive-abrupt|all] [--restarts N] [--lb haproxy|nginx]
                           [--lb-mode http-keep-alive|http-server-close|h2|tcp] [--lb-retries off|on]
                           [--connections N] [--inter-ms MS] [--notice-ms MS] [--restart-gap-ms MS]
                           [--profile release|dev] [--pause-ms MS]
@@ -34,8 +38,9 @@ EOF
 
 MODE=drain
 RESTARTS=10
+LB=haproxy
 LB_MODE=http-keep-alive
-LB_RETRIES=off
+LB_RETRIES=""      # default: off with HAProxy (its defaults), on with nginx (+ http_503)
 CONNECTIONS=12
 PAUSE_MS=2          # pause of each client connection between two requests
 INTER_MS=100        # health-check interval
@@ -58,6 +63,7 @@ while (($#)); do
   case "$1" in
     --mode) MODE=$2; shift 2 ;;
     --restarts) RESTARTS=$2; shift 2 ;;
+    --lb) LB=$2; shift 2 ;;
     --lb-mode) LB_MODE=$2; shift 2 ;;
     --lb-retries) LB_RETRIES=$2; shift 2 ;;
     --connections) CONNECTIONS=$2; shift 2 ;;
@@ -79,6 +85,11 @@ esac
 case "$LB_MODE" in http-keep-alive|http-server-close|h2|tcp) ;; *)
   echo "--lb-mode must be http-keep-alive, http-server-close, h2 or tcp" >&2; exit 2 ;;
 esac
+case "$LB" in haproxy) ;; nginx)
+  [[ "$LB_MODE" == http-keep-alive ]] || { echo "--lb nginx supports only --lb-mode http-keep-alive" >&2; exit 2; } ;;
+  *) echo "--lb must be haproxy or nginx" >&2; exit 2 ;;
+esac
+[[ -n "$LB_RETRIES" ]] || LB_RETRIES=$([[ "$LB" == nginx ]] && echo on || echo off)
 case "$LB_RETRIES" in on|off) ;; *) echo "--lb-retries must be on or off" >&2; exit 2 ;; esac
 case "$PROFILE" in release) PROFILE_DIR=release ;; dev) PROFILE_DIR=debug ;; *)
   echo "--profile must be release or dev" >&2; exit 2 ;;
@@ -93,7 +104,7 @@ done
 MIN_NOTICE_MS=$((FALL * INTER_MS + CHECK_TIMEOUT_MS))
 if [[ -z "$NOTICE_MS" ]]; then
   NOTICE_MS=$((MIN_NOTICE_MS + 300))
-elif ((NOTICE_MS < MIN_NOTICE_MS)); then
+elif [[ "$LB" == haproxy ]] && ((NOTICE_MS < MIN_NOTICE_MS)); then
   echo "warning: --notice-ms $NOTICE_MS is below FALL*INTER_MS+CHECK_TIMEOUT_MS = $MIN_NOTICE_MS ms:" \
        "expect failures in the drain mode" >&2
 fi
@@ -102,12 +113,24 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
 # --- prerequisites -----------------------------------------------------------------------
-if ! command -v haproxy >/dev/null; then
-  SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
-  echo "==> installing haproxy with apt-get"
-  $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null
+if [[ "$LB" == haproxy ]]; then
+  if ! command -v haproxy >/dev/null; then
+    SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+    echo "==> installing haproxy with apt-get"
+    $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null
+  fi
+  command -v haproxy >/dev/null || { echo "haproxy is not available" >&2; exit 1; }
+else
+  PATH=$PATH:/usr/sbin # Debian's nginx lives there
+  if ! command -v nginx >/dev/null; then
+    SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+    echo "==> installing nginx with apt-get"
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null \
+      || $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
+  fi
+  command -v nginx >/dev/null || { echo "nginx is not available" >&2; exit 1; }
 fi
-command -v haproxy >/dev/null || { echo "haproxy is not available" >&2; exit 1; }
 
 EXAMPLES=(--example loadgen)
 for m in "${MODES[@]}"; do
@@ -129,9 +152,11 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/rolling-restart.XXXXXX")
 PIDS=()
 STARTS=0
 WATCHDOG=""
+NGINX_PID=""
 cleanup() {
   local pid
   exec 3>&- 2>/dev/null || true
+  [[ -z "$NGINX_PID" ]] || nginx_stop
   kill -TERM "$WATCHDOG" 2>/dev/null || true # its trap ends its sleep too
   for pid in "${PIDS[@]}"; do [[ "$pid" == "$WATCHDOG" ]] || kill -KILL "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
@@ -210,6 +235,76 @@ start_server() { # start_server NAME PORT MODE -> sets SERVER_PID[NAME]
 ready_direct() { [[ "$(http_status "$1" /readyz)" == 200 ]]; }
 up_in_haproxy() { [[ "$(hap_state "$1")" == 2 ]]; }
 
+# --- nginx (--lb nginx) ----------------------------------------------------------------------
+# nginx runs in the foreground from its own directory under $WORK (pid file, logs, temp paths).
+# It has no stats socket and never calls /readyz: the access log (upstream tried, upstream
+# status, client status) is both its counters and the sign that it uses a server again.
+
+nginx_start() { # nginx_start MODE: config from the template, then start and wait until it answers
+  local mode=$1 next
+  NGINX_DIR=$WORK/nginx-$mode
+  mkdir -p "$NGINX_DIR"
+  if [[ "$LB_RETRIES" == on ]]; then next="error timeout http_503"; else next="error timeout"; fi
+  NGINX_NEXT_UPSTREAM=$next
+  sed -e "s|@DIR@|$NGINX_DIR|g" -e "s/@FE_PORT@/$FE_PORT/" -e "s/@NEXT_UPSTREAM@/$next/" \
+      -e "s/@PORT_A@/${SERVER_PORT[a]}/" -e "s/@PORT_B@/${SERVER_PORT[b]}/" \
+      scripts/nginx/nginx.conf.in > "$NGINX_DIR/nginx.conf"
+  local args=(-p "$NGINX_DIR/" -e "$NGINX_DIR/error.log" -c "$NGINX_DIR/nginx.conf")
+  nginx -t -q "${args[@]}" 2> "$NGINX_DIR/check.log" \
+    || { echo "invalid nginx config:" >&2; cat "$NGINX_DIR/check.log" >&2; return 1; }
+  nginx "${args[@]}" -g 'daemon off;' > "$NGINX_DIR/nginx.out" 2>&1 3>&- &
+  NGINX_PID=$!
+  PIDS+=("$!")
+  wait_until 10 eval '[[ "$(http_status "$FE_PORT" /)" == 200 ]]' \
+    || { echo "nginx did not answer on port $FE_PORT" >&2; cat "$NGINX_DIR/error.log" >&2; return 1; }
+}
+
+nginx_stop() { # SIGTERM (fast shutdown) to the master; SIGKILL to it and its workers if it hangs
+  local pid=$NGINX_PID workers
+  NGINX_PID=""
+  [[ -n "$pid" ]] || return 0
+  workers=$(ps -o pid= --ppid "$pid" 2>/dev/null || true)
+  kill -TERM "$pid" 2>/dev/null || true
+  # shellcheck disable=SC2086 # one pid a word
+  wait_until 5 eval '! alive '"$pid" || kill -KILL "$pid" $workers 2>/dev/null || true
+}
+
+access_log_size() { stat -c %s "$NGINX_DIR/access.log" 2>/dev/null || echo 0; }
+
+# True once the access log, from byte $2 on, shows a 2xx that nginx got from server port $1
+# (as the last upstream tried): nginx has put the restarted server back in rotation.
+used_by_nginx() {
+  tail -c +"$(($2 + 1))" "$NGINX_DIR/access.log" 2>/dev/null \
+    | grep -Eq "127\.0\.0\.1:$1 ust=([0-9]+, )*2[0-9][0-9] status="
+}
+
+nginx_counters() {
+  echo "nginx counters (access log: requests, sent to a next upstream, upstream answers by status" \
+       "(502 = connection error), client-facing non-2xx; error log: messages by kind):"
+  awk '{
+      n++; up = $0; sub(/^up=/, "", up); sub(/ ust=.*/, "", up)
+      if (up ~ /, /) retried++
+      ust = $0; sub(/.* ust=/, "", ust); sub(/ status=.*/, "", ust)
+      k = split(ust, s, /, /); for (i = 1; i <= k; i++) by[s[i]]++
+      st = $0; sub(/.* status=/, "", st); sub(/ .*/, "", st)
+      if (st !~ /^2/) bad[st]++
+    }
+    END {
+      printf "    requests=%d retried=%d upstream:", n, retried
+      for (c in by) printf " %s=%d", c, by[c]
+      printf " client-non-2xx:"; m = 0
+      for (c in bad) { printf " %s=%d", c, bad[c]; m++ }
+      if (!m) printf " none"
+      print ""
+    }' "$NGINX_DIR/access.log"
+  local kind count
+  for kind in "connect() failed" "upstream prematurely closed" "while reading response header" \
+              "while reading upstream" "upstream server temporarily disabled" "no live upstreams"; do
+    count=$(grep -c "$kind" "$NGINX_DIR/error.log" || true)
+    printf '    %-40s %s\n' "\"$kind\"" "$count"
+  done
+}
+
 run_mode() {
   local mode=$1 i name pid code t0 t_exit t_up note
   declare -gA SERVER_PID=() SERVER_PORT=()
@@ -219,41 +314,51 @@ run_mode() {
     SERVER_PORT[b]=$(free_port); CLI_PORT=$(free_port)
   done
 
-  local mode_line conn_line reuse_line retry_line redispatch_line server_line="# HTTP\/1.1 to the backends"
-  case "$LB_MODE" in
-    http-keep-alive) mode_line=http; conn_line="option http-keep-alive"; reuse_line="http-reuse safe" ;;
-    # HTTP/2 (cleartext, prior knowledge) to the backends: no Connection: close there; a
-    # draining backend's connections end with GOAWAY from the server's graceful shutdown.
-    h2) mode_line=http; conn_line="option http-keep-alive"; reuse_line="http-reuse safe"; server_line="proto h2" ;;
-    http-server-close) mode_line=http; conn_line="option http-server-close"; reuse_line="# http-reuse: no server-side reuse with http-server-close" ;;
-    tcp) mode_line=tcp; conn_line="# tcp mode: one backend connection per client connection"; reuse_line="# tcp mode: no connection reuse" ;;
-  esac
-  if [[ "$LB_RETRIES" == on ]]; then
-    redispatch_line="option redispatch 1"
-    if [[ "$LB_MODE" == tcp ]]; then retry_line="# retry-on needs mode http"
-    else retry_line="retry-on conn-failure empty-response response-timeout"; fi
+  if [[ "$LB" == nginx ]]; then
+    echo
+    echo "==> mode $mode: lb nginx (proxy_next_upstream $([[ $LB_RETRIES == on ]] && echo "error timeout http_503" || echo "error timeout")," \
+         "keepalive 32, passive checks only), NOTICE_MS=$( [[ $mode == drain ]] && echo "$NOTICE_MS" || echo "n/a")," \
+         "$RESTARTS restarts, gap ${RESTART_GAP_MS}ms, $CONNECTIONS connections ${PAUSE_MS}ms apart"
+    start_server a "${SERVER_PORT[a]}" "$mode"
+    start_server b "${SERVER_PORT[b]}" "$mode"
+    nginx_start "$mode"
   else
-    retry_line="# retry-on: default (conn-failure)"; redispatch_line="# no option redispatch"
-  fi
-  sed -e "s/@MODE@/$mode_line/" -e "s/@CONNECTION_OPTION@/$conn_line/" -e "s/@REUSE_OPTION@/$reuse_line/" \
-      -e "s/@RETRY_OPTION@/$retry_line/" -e "s/@REDISPATCH_OPTION@/$redispatch_line/" \
-      -e "s/@FE_PORT@/$FE_PORT/" -e "s/@CLI_PORT@/$CLI_PORT/" \
-      -e "s/@PORT_A@/${SERVER_PORT[a]}/" -e "s/@PORT_B@/${SERVER_PORT[b]}/" -e "s/@SERVER_OPTION@/$server_line/" \
-      -e "s/@INTER_MS@/$INTER_MS/g" -e "s/@FALL@/$FALL/" -e "s/@RISE@/$RISE/" \
-      -e "s/@CHECK_TIMEOUT_MS@/$CHECK_TIMEOUT_MS/" \
-      scripts/haproxy/haproxy.cfg.in > "$WORK/haproxy-$mode.cfg"
-  haproxy -c -q -f "$WORK/haproxy-$mode.cfg" || { echo "invalid HAProxy config" >&2; return 1; }
+    local mode_line conn_line reuse_line retry_line redispatch_line server_line="# HTTP\/1.1 to the backends"
+    case "$LB_MODE" in
+      http-keep-alive) mode_line=http; conn_line="option http-keep-alive"; reuse_line="http-reuse safe" ;;
+      # HTTP/2 (cleartext, prior knowledge) to the backends: no Connection: close there; a
+      # draining backend's connections end with GOAWAY from the server's graceful shutdown.
+      h2) mode_line=http; conn_line="option http-keep-alive"; reuse_line="http-reuse safe"; server_line="proto h2" ;;
+      http-server-close) mode_line=http; conn_line="option http-server-close"; reuse_line="# http-reuse: no server-side reuse with http-server-close" ;;
+      tcp) mode_line=tcp; conn_line="# tcp mode: one backend connection per client connection"; reuse_line="# tcp mode: no connection reuse" ;;
+    esac
+    if [[ "$LB_RETRIES" == on ]]; then
+      redispatch_line="option redispatch 1"
+      if [[ "$LB_MODE" == tcp ]]; then retry_line="# retry-on needs mode http"
+      else retry_line="retry-on conn-failure empty-response response-timeout"; fi
+    else
+      retry_line="# retry-on: default (conn-failure)"; redispatch_line="# no option redispatch"
+    fi
+    sed -e "s/@MODE@/$mode_line/" -e "s/@CONNECTION_OPTION@/$conn_line/" -e "s/@REUSE_OPTION@/$reuse_line/" \
+        -e "s/@RETRY_OPTION@/$retry_line/" -e "s/@REDISPATCH_OPTION@/$redispatch_line/" \
+        -e "s/@FE_PORT@/$FE_PORT/" -e "s/@CLI_PORT@/$CLI_PORT/" \
+        -e "s/@PORT_A@/${SERVER_PORT[a]}/" -e "s/@PORT_B@/${SERVER_PORT[b]}/" -e "s/@SERVER_OPTION@/$server_line/" \
+        -e "s/@INTER_MS@/$INTER_MS/g" -e "s/@FALL@/$FALL/" -e "s/@RISE@/$RISE/" \
+        -e "s/@CHECK_TIMEOUT_MS@/$CHECK_TIMEOUT_MS/" \
+        scripts/haproxy/haproxy.cfg.in > "$WORK/haproxy-$mode.cfg"
+    haproxy -c -q -f "$WORK/haproxy-$mode.cfg" || { echo "invalid HAProxy config" >&2; return 1; }
 
-  echo
-  echo "==> mode $mode: lb-mode $LB_MODE, lb-retries $LB_RETRIES, inter ${INTER_MS}ms fall $FALL rise $RISE," \
-       "NOTICE_MS=$( [[ $mode == drain ]] && echo "$NOTICE_MS" || echo "n/a"), $RESTARTS restarts," \
-       "gap ${RESTART_GAP_MS}ms, $CONNECTIONS connections ${PAUSE_MS}ms apart"
-  start_server a "${SERVER_PORT[a]}" "$mode"
-  start_server b "${SERVER_PORT[b]}" "$mode"
-  haproxy -db -f "$WORK/haproxy-$mode.cfg" > "$WORK/haproxy-$mode.log" 2>&1 &
-  PIDS+=("$!")
-  wait_until 10 up_in_haproxy a && wait_until 10 up_in_haproxy b \
-    || { echo "HAProxy did not report both servers UP" >&2; cat "$WORK/haproxy-$mode.log" >&2; return 1; }
+    echo
+    echo "==> mode $mode: lb-mode $LB_MODE, lb-retries $LB_RETRIES, inter ${INTER_MS}ms fall $FALL rise $RISE," \
+         "NOTICE_MS=$( [[ $mode == drain ]] && echo "$NOTICE_MS" || echo "n/a"), $RESTARTS restarts," \
+         "gap ${RESTART_GAP_MS}ms, $CONNECTIONS connections ${PAUSE_MS}ms apart"
+    start_server a "${SERVER_PORT[a]}" "$mode"
+    start_server b "${SERVER_PORT[b]}" "$mode"
+    haproxy -db -f "$WORK/haproxy-$mode.cfg" > "$WORK/haproxy-$mode.log" 2>&1 &
+    PIDS+=("$!")
+    wait_until 10 up_in_haproxy a && wait_until 10 up_in_haproxy b \
+      || { echo "HAProxy did not report both servers UP" >&2; cat "$WORK/haproxy-$mode.log" >&2; return 1; }
+  fi
 
   mkfifo "$WORK/control-$mode"
   "$LOADGEN" --target "127.0.0.1:$FE_PORT" --connections "$CONNECTIONS" --pause-ms "$PAUSE_MS" --label "$mode" \
@@ -278,9 +383,19 @@ run_mode() {
     t_exit=$(($(now_ms) - t0))
     sleep "$(printf '%d.%03d' $((RESTART_GAP_MS / 1000)) $((RESTART_GAP_MS % 1000)))"
     start_server "$name" "${SERVER_PORT[$name]}" "$mode"
-    wait_until 10 ready_direct "${SERVER_PORT[$name]}" \
-      && wait_until 10 up_in_haproxy "$name" \
-      || { echo "server $name did not come back UP" >&2; return 1; }
+    if [[ "$LB" == nginx ]]; then
+      # Ready by its own /readyz, then in use: nginx got a 2xx from it (it skips a server for
+      # fail_timeout after a failed attempt, so this can take up to 2 s after ready).
+      local log_at
+      log_at=$(access_log_size)
+      wait_until 10 ready_direct "${SERVER_PORT[$name]}" \
+        && wait_until 10 used_by_nginx "${SERVER_PORT[$name]}" "$log_at" \
+        || { echo "server $name did not come back into use by nginx" >&2; return 1; }
+    else
+      wait_until 10 ready_direct "${SERVER_PORT[$name]}" \
+        && wait_until 10 up_in_haproxy "$name" \
+        || { echo "server $name did not come back UP" >&2; return 1; }
+    fi
     t_up=$(($(now_ms) - t0))
     note="exit $code after ${t_exit} ms, UP again after ${t_up} ms"
     if [[ "$mode" == drain && "$code" != 0 ]]; then
@@ -303,18 +418,21 @@ run_mode() {
     echo "first failures recorded (time since load start, request, outcome):"
     head -n 12 "$WORK/loadgen-$mode.err" | sed 's/^/    /'
   fi
-  # HAProxy's own counters: connection errors, response errors, retries, redispatches, 5xx.
-  echo "HAProxy counters (econ = connect errors, eresp = response errors, wretr = retries," \
-       "wredis = redispatches, connect/reuse = new/reused backend connections):"
-  hap "show stat" | awk -F, '
-    NR == 1 { sub(/^# /, ""); for (i = 1; i <= NF; i++) col[$i] = i; next }
-    $1 == "be" { printf "    %-8s econ=%s eresp=%s wretr=%s wredis=%s hrsp_5xx=%s connect=%s reuse=%s\n", $2,
-                 $col["econ"], $col["eresp"], $col["wretr"], $col["wredis"], $col["hrsp_5xx"],
-                 $col["connect"], $col["reuse"] }'
+  if [[ "$LB" == nginx ]]; then nginx_counters; else
+    # HAProxy's own counters: connection errors, response errors, retries, redispatches, 5xx.
+    echo "HAProxy counters (econ = connect errors, eresp = response errors, wretr = retries," \
+         "wredis = redispatches, connect/reuse = new/reused backend connections):"
+    hap "show stat" | awk -F, '
+      NR == 1 { sub(/^# /, ""); for (i = 1; i <= NF; i++) col[$i] = i; next }
+      $1 == "be" { printf "    %-8s econ=%s eresp=%s wretr=%s wredis=%s hrsp_5xx=%s connect=%s reuse=%s\n", $2,
+                   $col["econ"], $col["eresp"], $col["wretr"], $col["wredis"], $col["hrsp_5xx"],
+                   $col["connect"], $col["reuse"] }'
+  fi
   local total
   total=$(grep '^TOTAL' "$WORK/loadgen-$mode.out")
   SUMMARY+=("$mode $total")
 
+  [[ -z "$NGINX_PID" ]] || nginx_stop
   for name in a b; do kill -TERM "${SERVER_PID[$name]}" 2>/dev/null || true; done
   for name in a b; do
     wait_until 15 eval '! alive '"${SERVER_PID[$name]}" || kill -KILL "${SERVER_PID[$name]}" 2>/dev/null || true
@@ -328,7 +446,11 @@ BAD_EXITS=0
 for m in "${MODES[@]}"; do run_mode "$m"; done
 
 echo
-echo "==> summary: lb-mode $LB_MODE, lb-retries $LB_RETRIES, $RESTARTS restarts"
+if [[ "$LB" == nginx ]]; then
+  echo "==> summary: lb nginx, proxy_next_upstream $NGINX_NEXT_UPSTREAM, $RESTARTS restarts"
+else
+  echo "==> summary: lb-mode $LB_MODE, lb-retries $LB_RETRIES, $RESTARTS restarts"
+fi
 printf '%-16s %8s %8s %8s %8s\n' mode sent 2xx non-2xx errors
 status=0
 for line in "${SUMMARY[@]}"; do
