@@ -3,6 +3,7 @@
 //! the notice period, streaming, panics, readiness and liveness probes, exempt paths, and
 //! `DrainSignal` in handlers.
 
+#[macro_use]
 mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -516,28 +517,6 @@ async fn drain_signal_extension_requires_with_drain_signal() {
 }
 
 // ---------------------------------------------------------------------------------------
-
-macro_rules! per_protocol {
-    ($proto:ident: $($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $name() {
-                super::$name(super::Proto::$proto).await
-            }
-        )*
-    };
-}
-
-macro_rules! both_protocols {
-    ($($name:ident),* $(,)?) => {
-        mod http1 {
-            per_protocol!(Http1: $($name),*);
-        }
-        mod http2 {
-            per_protocol!(Http2: $($name),*);
-        }
-    };
-}
 
 both_protocols!(
     in_flight_request_completes_with_200_after_drain_starts,

@@ -4,6 +4,7 @@
 //! Each behaviour is a function taking the protocol; the `http1` and `http2` modules at the
 //! bottom run it once per protocol.
 
+#[macro_use]
 mod support;
 
 use std::convert::Infallible;
@@ -655,28 +656,6 @@ impl Client {
             Proto::Http1 => panic!("use a dedicated connection for HTTP/1.1"),
         }
     }
-}
-
-macro_rules! per_protocol {
-    ($proto:ident: $($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $name() {
-                super::$name(super::Proto::$proto).await
-            }
-        )*
-    };
-}
-
-macro_rules! both_protocols {
-    ($($name:ident),* $(,)?) => {
-        mod http1 {
-            per_protocol!(Http1: $($name),*);
-        }
-        mod http2 {
-            per_protocol!(Http2: $($name),*);
-        }
-    };
 }
 
 both_protocols!(

@@ -366,3 +366,29 @@ impl http_body::Body for ChannelBody {
             .map(|chunk| chunk.map(|data| Ok(http_body::Frame::data(data))))
     }
 }
+
+/// Runs each named `async fn name(proto: Proto)` once per protocol, as the tests
+/// `http1::name` and `http2::name`. The functions and `Proto` must be in scope where it is used.
+#[allow(unused_macros)] // not every test binary runs tests per protocol
+macro_rules! both_protocols {
+    ($($name:ident),* $(,)?) => {
+        mod http1 {
+            per_protocol!(Http1: $($name),*);
+        }
+        mod http2 {
+            per_protocol!(Http2: $($name),*);
+        }
+    };
+}
+
+#[allow(unused_macros)]
+macro_rules! per_protocol {
+    ($proto:ident: $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                super::$name(super::Proto::$proto).await
+            }
+        )*
+    };
+}
