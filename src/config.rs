@@ -1,5 +1,7 @@
 //! What the layer was configured with, and how it sorts a request by its path.
 
+use std::time::Duration;
+
 use crate::reject::Rejection;
 use crate::tracker::ConnectionTracker;
 
@@ -15,10 +17,14 @@ pub(crate) struct Config {
     pub(crate) drain_signal: bool,
     /// How many bytes of a refused HTTP/1.x request body to read and discard.
     pub(crate) refused_body_limit: u64,
+    /// For how long at most.
+    pub(crate) refused_body_timeout: Duration,
 }
 
 /// Default of [`DrainLayer::refused_body_limit`](crate::DrainLayer::refused_body_limit).
 pub(crate) const DEFAULT_REFUSED_BODY_LIMIT: u64 = 16 * 1024 * 1024;
+/// Default of [`DrainLayer::refused_body_timeout`](crate::DrainLayer::refused_body_timeout).
+pub(crate) const DEFAULT_REFUSED_BODY_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What the layer does with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +49,7 @@ impl Config {
             rejection: Rejection::default(),
             drain_signal: false,
             refused_body_limit: DEFAULT_REFUSED_BODY_LIMIT,
+            refused_body_timeout: DEFAULT_REFUSED_BODY_TIMEOUT,
         }
     }
 

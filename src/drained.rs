@@ -8,7 +8,7 @@ use std::task::{ready, Context, Poll};
 use pin_project_lite::pin_project;
 
 use crate::loom::sync::Notified;
-use crate::tracker::Shared;
+use crate::tracker::{Progress, Shared};
 
 pin_project! {
     /// Waits until `done` holds. The `Notified` is always created before `done` is checked,
@@ -49,18 +49,25 @@ pin_project! {
     /// Future returned by [`ConnectionTracker::drained`](crate::ConnectionTracker::drained)
     /// and [`DrainLayer::drained`](crate::DrainLayer::drained).
     ///
-    /// Resolves once draining has started and nothing is in flight.
+    /// Resolves once admission has closed and nothing is in flight.
     #[must_use = "futures do nothing unless polled"]
     pub struct Drained<'a> {
         #[pin]
-        wait: WaitFor<'a>,
+        notified: Notified<'a>,
+        shared: &'a Shared,
+        // The end of the handoff grace, armed only while nothing is in flight and admission
+        // is still open: the one moment no wake-up would come by itself.
+        grace: Option<Pin<Box<tokio::time::Sleep>>>,
     }
 }
 
 impl<'a> Drained<'a> {
     pub(crate) fn new(shared: &'a Shared) -> Self {
         Self {
-            wait: WaitFor::new(shared, Shared::is_drained),
+            // Created before the state is first checked: see `WaitFor`.
+            notified: shared.notified(),
+            shared,
+            grace: None,
         }
     }
 }
@@ -69,7 +76,26 @@ impl Future for Drained<'_> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.project().wait.poll_wait(cx)
+        let mut me = self.project();
+        loop {
+            match me.shared.progress() {
+                Progress::Drained => return Poll::Ready(()),
+                Progress::Grace(end) => {
+                    let sleep = me
+                        .grace
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(end)));
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        me.shared.grace_ended();
+                        continue;
+                    }
+                }
+                Progress::Waiting => {}
+            }
+            ready!(me.notified.as_mut().poll(cx));
+            // Woken, but the state may not be the one we wait for (draining started while
+            // requests were in flight): register again before checking again.
+            me.notified.set(me.shared.notified());
+        }
     }
 }
 

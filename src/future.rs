@@ -4,8 +4,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use http::Response;
+use http::{Request, Response};
 use pin_project_lite::pin_project;
+use tower_service::Service;
 
 use crate::body::{EarlyBody, ResponseBody};
 use crate::discard::Discard;
@@ -21,105 +22,164 @@ pin_project! {
     /// `B` is the request body: kept, and read to its end, only when the layer answers the
     /// request itself (see [`DrainLayer::refused_body_limit`](crate::DrainLayer::refused_body_limit)).
     #[must_use = "futures do nothing unless polled"]
-    pub struct ResponseFuture<F, B> {
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
         #[pin]
-        state: State<F, B>,
+        state: State<S, B>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<F, B> {
-        Tracked {
+    enum State<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        // The hot path: the inner service's future, and the guard (`None` for exempt paths).
+        Inner {
             #[pin]
-            future: F,
+            future: S::Future,
             // Held only for its `Drop` until the response exists, then moved into the body.
             guard: Option<InFlightGuard>,
             http1: bool,
         },
-        Untracked {
-            #[pin]
-            future: F,
+        // The cold states are boxed, so that they do not make every request's future larger.
+        WhenReady {
+            waiting: Box<WhenReady<S, B>>,
         },
         Early {
-            // The request's body, read and thrown away before the answer goes out.
-            #[pin]
-            discard: Discard<B>,
-            response: Option<Response<EarlyBody>>,
+            early: Pin<Box<Early<B>>>,
         },
     }
 }
 
-impl<F, B> ResponseFuture<F, B> {
-    pub(crate) fn tracked(future: F, guard: InFlightGuard, http1: bool) -> Self {
+/// A request waiting for the inner service to become ready.
+struct WhenReady<S, B> {
+    service: S,
+    request: Option<Request<B>>,
+    // Held only for its `Drop`: the request counts while it waits.
+    guard: Option<InFlightGuard>,
+    http1: bool,
+}
+
+pin_project! {
+    /// The layer's own answer, sent once the request body has been read (see `discard.rs`).
+    struct Early<B> {
+        #[pin]
+        discard: Discard<B>,
+        response: Option<Response<EarlyBody>>,
+    }
+}
+
+impl<S, B> ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    pub(crate) fn inner(future: S::Future, guard: Option<InFlightGuard>, http1: bool) -> Self {
         Self {
-            state: State::Tracked {
+            state: State::Inner {
                 future,
-                guard: Some(guard),
+                guard,
                 http1,
             },
         }
     }
 
-    pub(crate) fn untracked(future: F) -> Self {
+    pub(crate) fn when_ready(
+        service: S,
+        request: Request<B>,
+        guard: Option<InFlightGuard>,
+        http1: bool,
+    ) -> Self {
         Self {
-            state: State::Untracked { future },
+            state: State::WhenReady {
+                waiting: Box::new(WhenReady {
+                    service,
+                    request: Some(request),
+                    guard,
+                    http1,
+                }),
+            },
         }
     }
 
     pub(crate) fn early(response: Response<EarlyBody>, discard: Discard<B>) -> Self {
         Self {
             state: State::Early {
-                discard,
-                response: Some(response),
+                early: Box::pin(Early {
+                    discard,
+                    response: Some(response),
+                }),
             },
         }
     }
 }
 
-impl<F, B, ResBody, E> Future for ResponseFuture<F, B>
+impl<S, B, ResBody> Future for ResponseFuture<S, B>
 where
-    F: Future<Output = Result<Response<ResBody>, E>>,
+    S: Service<Request<B>, Response = Response<ResBody>>,
     B: http_body::Body,
 {
-    type Output = Result<Response<ResponseBody<ResBody>>, E>;
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Tracked {
-                future,
-                guard,
-                http1,
-            } => {
-                let result = ready!(future.poll(cx));
-                let guard = guard.take();
-                // On error the guard is released here: there is no body to carry it.
-                let mut response = result?;
-                if *http1 && guard.as_ref().is_some_and(|g| !g.shared().is_ready()) {
-                    close_connection(&mut response);
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let mut state = self.as_mut().project().state;
+            match state.as_mut().project() {
+                StateProj::Inner {
+                    future,
+                    guard,
+                    http1,
+                } => {
+                    let result = ready!(future.poll(cx));
+                    let guard = guard.take();
+                    // On error the guard is released here: there is no body to carry it.
+                    let mut response = result?;
+                    if *http1 && guard.as_ref().is_some_and(|g| !g.shared().is_ready()) {
+                        close_connection(&mut response);
+                    }
+                    return Poll::Ready(Ok(response.map(|body| ResponseBody::inner(body, guard))));
                 }
-                Poll::Ready(Ok(response.map(|body| ResponseBody::inner(body, guard))))
-            }
-            StateProj::Untracked { future } => {
-                let response = ready!(future.poll(cx))?;
-                Poll::Ready(Ok(response.map(|body| ResponseBody::inner(body, None))))
-            }
-            StateProj::Early { discard, response } => {
-                ready!(discard.poll_discard(cx));
-                let response = response
-                    .take()
-                    .expect("ResponseFuture polled after completion");
-                Poll::Ready(Ok(response.map(ResponseBody::early)))
+                StateProj::WhenReady { waiting } => {
+                    // On error the guard is released with the box: nothing was processed.
+                    ready!(waiting.service.poll_ready(cx))?;
+                    let request = waiting
+                        .request
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    let future = waiting.service.call(request);
+                    let (guard, http1) = (waiting.guard.take(), waiting.http1);
+                    state.set(State::Inner {
+                        future,
+                        guard,
+                        http1,
+                    });
+                }
+                StateProj::Early { early } => {
+                    let early = early.as_mut().project();
+                    ready!(early.discard.poll_discard(cx));
+                    let response = early
+                        .response
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    return Poll::Ready(Ok(response.map(ResponseBody::early)));
+                }
             }
         }
     }
 }
 
-impl<F, B> std::fmt::Debug for ResponseFuture<F, B> {
+impl<S, B> std::fmt::Debug for ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = match &self.state {
-            State::Tracked { .. } => "tracked",
-            State::Untracked { .. } => "untracked",
+            State::Inner { guard: None, .. } => "untracked",
+            State::Inner { .. } => "tracked",
+            State::WhenReady { .. } => "waiting for the inner service",
             State::Early { .. } => "early",
         };
         f.debug_struct("ResponseFuture")

@@ -12,21 +12,41 @@ use crate::readiness::ReadinessService;
 use crate::service::Drain;
 use crate::tracker::ConnectionTracker;
 
-/// Applies [`Drain`] to a service: counts in-flight requests and refuses new ones once the
-/// token is cancelled.
+/// Applies [`Drain`] to a service: counts in-flight requests, and refuses the requests the
+/// process can no longer take once the drain has begun.
 ///
 /// * Every admitted request is counted until its response **body** ends or is dropped, so
 ///   streaming responses (SSE, chunked downloads, gRPC streams) are waited for.
-/// * Once the token is cancelled, new requests are answered without calling the inner
-///   service: `503 Service Unavailable` with `Retry-After` (and `Connection: close` on
-///   HTTP/1.x), or, for gRPC requests, a trailers-only response with `grpc-status: 14`
-///   (`UNAVAILABLE`). The request was not processed, so the client can retry it elsewhere.
-///   On HTTP/1.x the refused request's body is read first, so that the answer is not lost to
-///   a reset when the connection closes ([`refused_body_limit`](Self::refused_body_limit)).
 /// * Once shutdown is announced or draining started, HTTP/1.x responses carry
 ///   `Connection: close` so keep-alive clients reconnect elsewhere.
 /// * Optionally the layer answers a readiness path and a liveness path itself, and lets
-///   exempt paths through uncounted.
+///   exempt paths through uncounted. Probes and refusals are answered at once, even while
+///   the inner service applies back-pressure.
+///
+/// # What is refused, and when
+///
+/// The rule: a request that the server's connection accepted during the protocol's own
+/// goodbye is **served**, and only work the process can no longer take is refused.
+///
+/// When the token is cancelled, a server wired to it (`with_graceful_shutdown`,
+/// `serve_with_shutdown`, hyper-util's `GracefulShutdown`) stops accepting and says goodbye
+/// to each connection: HTTP/2 sends `GOAWAY`, and the streams the client sent before it read
+/// the final one are exactly those HTTP/2 says the server processes (RFC 9113 §6.8); HTTP/1.x
+/// finishes the request on the wire and closes. Those requests still reach the layer, and it
+/// **admits** them, as a server without the layer would: refusing them would turn a lossless
+/// handoff into an error no client retries by default (gRPC's transparent retry covers only
+/// streams the server never processed, not an `UNAVAILABLE` answer).
+///
+/// Admission **closes** once the server has closed its connections
+/// ([`ConnectionTracker::close`], which [`Shutdown`](crate::Shutdown) calls when the servers
+/// given to it finish), or by itself one [handoff grace](Self::handoff_grace) after the drain
+/// began, for a server that never says goodbye. From then on requests are answered without
+/// calling the inner service: `503 Service Unavailable` with `Retry-After` (and
+/// `Connection: close` on HTTP/1.x), or, for gRPC requests, a trailers-only response with
+/// `grpc-status: 14` (`UNAVAILABLE`). The request was not processed, so the client can retry
+/// it elsewhere. On HTTP/1.x the refused request's body is read first, so that the answer is
+/// not lost to a reset when the connection closes
+/// ([`refused_body_limit`](Self::refused_body_limit)).
 ///
 /// Clones share one [`ConnectionTracker`]; apply clones of one layer to every server of the
 /// process (HTTP and gRPC alike) so a single drain covers them all.
@@ -63,7 +83,8 @@ pub struct DrainLayer {
 impl DrainLayer {
     /// Creates a layer that starts draining when `token` is cancelled.
     ///
-    /// Cancelling the token (or a parent of it) takes effect before `cancel()` returns.
+    /// Cancelling the token (or a parent of it) takes effect before `cancel()` returns:
+    /// readiness fails and the [handoff grace](Self::handoff_grace) begins.
     pub fn new(token: CancellationToken) -> Self {
         Self {
             config: Arc::new(Config::new(ConnectionTracker::new(token))),
@@ -73,6 +94,25 @@ impl DrainLayer {
     /// The tracker shared by every service this layer (or a clone of it) builds.
     pub fn tracker(&self) -> ConnectionTracker {
         self.config.tracker.clone()
+    }
+
+    /// How long after the drain begins admission stays open by itself, for the requests the
+    /// server's connections still deliver while they say goodbye (see
+    /// [what is refused](Self#what-is-refused-and-when)). Default: 1 s.
+    ///
+    /// It only matters when nothing tells the tracker that the server has closed its
+    /// connections: [`Shutdown::spawn_server`](crate::Shutdown::spawn_server) and
+    /// [`ConnectionTracker::close`] close admission as soon as it has. It bounds how long a
+    /// server that never says goodbye (no graceful shutdown wired to the token) keeps getting
+    /// requests admitted, and [`drained`](Self::drained) waits for it. An HTTP/2 goodbye takes
+    /// one round trip (`GOAWAY`, `PING`, final `GOAWAY`), an HTTP/1.x one less: keep the grace
+    /// well above the clients' round-trip time. `Duration::ZERO` refuses from the moment the
+    /// token is cancelled, as if the server had already gone.
+    ///
+    /// This is a setting of the tracker, shared by every clone of the layer.
+    pub fn handoff_grace(self, grace: Duration) -> Self {
+        self.config.tracker.shared.set_grace(grace);
+        self
     }
 
     /// Shortcut for [`ConnectionTracker::drained`].
@@ -151,6 +191,18 @@ impl DrainLayer {
     /// requests need no reading and get their answer at once. `0` turns reading off.
     pub fn refused_body_limit(self, bytes: u64) -> Self {
         self.configure(|c| c.refused_body_limit = bytes)
+    }
+
+    /// For how long at most the layer reads a refused HTTP/1.x request's body (see
+    /// [`refused_body_limit`](Self::refused_body_limit)). Default: 1 s.
+    ///
+    /// When the time is up, the answer is sent at once and the connection closes with the rest
+    /// of the upload unread: a client still sending may then see a reset or a broken pipe
+    /// instead of the `503`, as if reading were off. The limit keeps a client that stalls in
+    /// the middle of an upload from holding the connection, and with it the server's graceful
+    /// shutdown, open. `Duration::ZERO` turns reading off.
+    pub fn refused_body_timeout(self, timeout: Duration) -> Self {
+        self.configure(|c| c.refused_body_timeout = timeout)
     }
 
     fn configure(mut self, f: impl FnOnce(&mut Config)) -> Self {

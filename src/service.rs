@@ -13,19 +13,34 @@ use crate::discard::Discard;
 use crate::future::ResponseFuture;
 use crate::keep_alive::is_http1;
 use crate::readiness::{liveness_response, readiness_response};
+use crate::tracker::Admit;
 
-/// Middleware that tracks in-flight requests and refuses new ones once draining.
+/// Middleware that tracks in-flight requests and refuses new ones once admission has closed.
 ///
 /// Built by [`DrainLayer`](crate::DrainLayer); see there for what it does.
-#[derive(Clone)]
+///
+/// # Readiness
+///
+/// `poll_ready` is always ready: probes and refusals are answered at once, even while the
+/// inner service applies back-pressure (a concurrency limit held by slow requests), so a busy
+/// instance still answers its liveness probe. A request for the inner service waits in its
+/// [`ResponseFuture`] for the inner service to become ready, on a clone of it when the inner
+/// service was not ready at `call` (the pattern tower documents for `Service::call`): hence
+/// `S: Clone`.
 pub struct Drain<S> {
     inner: S,
     config: Arc<Config>,
+    /// The inner service said it was ready and has not been called since.
+    inner_ready: bool,
 }
 
 impl<S> Drain<S> {
     pub(crate) fn new(inner: S, config: Arc<Config>) -> Self {
-        Self { inner, config }
+        Self {
+            inner,
+            config,
+            inner_ready: false,
+        }
     }
 
     /// Gets a reference to the inner service.
@@ -44,25 +59,46 @@ impl<S> Drain<S> {
     }
 }
 
+impl<S: Clone> Clone for Drain<S> {
+    fn clone(&self) -> Self {
+        // A clone has not been polled: its inner service's readiness is its own to find out.
+        Self::new(self.inner.clone(), Arc::clone(&self.config))
+    }
+}
+
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Drain<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     ReqBody: http_body::Body,
 {
     type Response = Response<crate::ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ReqBody>;
+    type Future = ResponseFuture<S, ReqBody>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        if !self.inner_ready {
+            match self.inner.poll_ready(cx) {
+                Poll::Ready(Ok(())) => self.inner_ready = true,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                // Not ready: we are anyway (see the type's docs).
+                Poll::Pending => {}
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let config = &*self.config;
         let tracker = &config.tracker;
-        match config.route(request.uri().path()) {
-            Route::Counted => {}
+        let guard = match config.route(request.uri().path()) {
+            Route::Counted => match tracker.shared.admit(Admit::Request) {
+                Some(guard) => Some(guard),
+                None => {
+                    let response = config.rejection.response(&request);
+                    return config.answer(request, response);
+                }
+            },
             Route::Readiness => {
                 let response = readiness_response(request.method(), tracker.is_ready());
                 return config.answer(request, response);
@@ -71,18 +107,37 @@ where
                 let response = liveness_response(request.method());
                 return config.answer(request, response);
             }
-            Route::Exempt => return ResponseFuture::untracked(self.inner.call(request)),
-        }
-        let Some(guard) = tracker.shared.try_admit() else {
-            let response = config.rejection.response(&request);
-            return config.answer(request, response);
+            Route::Exempt => None,
         };
-        if config.drain_signal {
+        if guard.is_some() && config.drain_signal {
             request.extensions_mut().insert(tracker.signal());
         }
         let http1 = is_http1(request.version());
+        if !std::mem::take(&mut self.inner_ready) {
+            return self.call_when_ready(request, guard, http1);
+        }
         // The guard is created before the inner call, so a panic in `call` releases it too.
-        ResponseFuture::tracked(self.inner.call(request), guard, http1)
+        ResponseFuture::inner(self.inner.call(request), guard, http1)
+    }
+}
+
+impl<S: Clone> Drain<S> {
+    /// The inner service was not ready: the request waits for it in its future, on the
+    /// service that was polled (a fresh clone takes its place here).
+    #[cold]
+    #[inline(never)]
+    fn call_when_ready<B>(
+        &mut self,
+        request: Request<B>,
+        guard: Option<crate::InFlightGuard>,
+        http1: bool,
+    ) -> ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        let clone = self.inner.clone();
+        let service = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::when_ready(service, request, guard, http1)
     }
 }
 
@@ -90,13 +145,21 @@ impl Config {
     /// Answers `request` with `response` without calling the inner service, reading the
     /// request body first where the answer would otherwise be lost (see `discard.rs`).
     #[cold]
-    fn answer<F, B>(
+    fn answer<S, B>(
         &self,
         request: Request<B>,
         response: Response<EarlyBody>,
-    ) -> ResponseFuture<F, B> {
+    ) -> ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
         let (parts, body) = request.into_parts();
-        let discard = Discard::new(&parts, body, self.refused_body_limit);
+        let discard = Discard::new(
+            &parts,
+            body,
+            self.refused_body_limit,
+            self.refused_body_timeout,
+        );
         ResponseFuture::early(response, discard)
     }
 }

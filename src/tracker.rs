@@ -1,8 +1,10 @@
 //! [`ConnectionTracker`]: the in-flight count, the drain flag and the wake-up of waiters.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
@@ -13,14 +15,21 @@ use crate::loom::sync::{AtomicU64, AtomicUsize, Notify, Ordering};
 use crate::signal::DrainSignal;
 use crate::token_watch::TokenWatch;
 
-/// Bit set once the token is cancelled: new work is refused from then on. Never cleared.
-const DRAINING: usize = 0b01;
+/// Bit set once the token is cancelled: the drain has begun, readiness fails, no new
+/// [`guard`](ConnectionTracker::guard) is given out. Never cleared.
+const DRAINING: usize = 0b001;
 /// Bit set once shutdown is announced (or draining began): readiness fails. Never cleared.
-const UNREADY: usize = 0b10;
-const FLAGS: usize = DRAINING | UNREADY;
+const UNREADY: usize = 0b010;
+/// Bit set once admission has closed: every request is refused from then on (see
+/// [`ConnectionTracker::close`]). Never cleared.
+const CLOSED: usize = 0b100;
+const FLAGS: usize = DRAINING | UNREADY | CLOSED;
 /// The in-flight count lives above the flag bits, so that one atomic holds both and a
 /// single read-modify-write decides admission (as tokio-util's `TaskTracker` does).
-const ONE: usize = 0b100;
+const ONE: usize = 0b1000;
+
+/// Default of [`DrainLayer::handoff_grace`](crate::DrainLayer::handoff_grace).
+pub(crate) const DEFAULT_HANDOFF_GRACE: Duration = Duration::from_secs(1);
 
 /// Counts in-flight requests and tells when a drain has finished.
 ///
@@ -31,7 +40,7 @@ const ONE: usize = 0b100;
 /// The tracker mirrors the layer's [`CancellationToken`] into its own atomic state, so the
 /// per-request check is one atomic load rather than `CancellationToken::is_cancelled`, which
 /// takes a mutex. The mirror is updated synchronously inside `cancel()`: once `cancel()`
-/// returns, [`is_draining`](Self::is_draining) is `true` and no further request is admitted.
+/// returns, [`is_draining`](Self::is_draining) is `true`.
 ///
 /// # States
 ///
@@ -39,8 +48,20 @@ const ONE: usize = 0b100;
 /// 2. **Announced** (optional, [`announce_shutdown`](Self::announce_shutdown)): readiness
 ///    answers 503 and HTTP/1.x responses carry `Connection: close`, but requests are still
 ///    admitted. This is the notice period that lets load balancers move traffic away.
-/// 3. **Draining** (the token is cancelled): new requests are refused; those in flight finish.
-/// 4. **Drained**: draining and nothing in flight. [`drained`](Self::drained) resolves.
+/// 3. **Draining** (the token is cancelled): the server says goodbye to its connections
+///    (HTTP/2 `GOAWAY`, HTTP/1.x close after the response in progress) and stops accepting.
+///    Requests those connections still deliver are the protocol's handoff (HTTP/2 streams the
+///    client sent before it read the final `GOAWAY`, an HTTP/1.x request already on the wire):
+///    the server would process them, so they are **admitted** and served. No new
+///    [`guard`](Self::guard) is given out.
+/// 4. **Closed**: admission has closed, every request is refused (`503`, gRPC
+///    `UNAVAILABLE`). It closes when [`close`](Self::close) is called, which
+///    [`Shutdown`](crate::Shutdown) does once the servers given to it have closed their
+///    connections, or by itself once the
+///    [handoff grace](crate::DrainLayer::handoff_grace) (1 s by default) has passed since the
+///    drain began, for a server that never says goodbye.
+/// 5. **Drained**: closed and nothing in flight. [`drained`](Self::drained) resolves, and no
+///    request is admitted after that.
 ///
 /// # Examples
 ///
@@ -60,7 +81,10 @@ const ONE: usize = 0b100;
 ///
 /// token.cancel();
 /// assert!(tracker.is_draining());
-/// assert!(tracker.guard().is_none(), "nothing is admitted once draining");
+/// assert!(tracker.guard().is_none(), "no new work once draining");
+///
+/// // The server has closed its connections: nothing more can arrive.
+/// tracker.close();
 ///
 /// // The drain cannot finish while the guard is alive.
 /// let err = tracker.drained_timeout(Duration::from_millis(10)).await.unwrap_err();
@@ -84,6 +108,11 @@ pub(crate) struct Shared {
     notify: Notify,
     admitted: AtomicU64,
     rejected: AtomicU64,
+    /// How long after the drain begins admission stays open, in nanoseconds.
+    grace_nanos: AtomicU64,
+    /// When the drain began; admission closes by itself one grace later. Set once, just
+    /// before `DRAINING`.
+    drain_started: OnceLock<Instant>,
     token: CancellationToken,
     /// Keeps the registration on the token alive; cancelled (and the cycle broken) on drop.
     watch: Arc<TokenWatch>,
@@ -97,6 +126,8 @@ impl ConnectionTracker {
             notify: Notify::new(),
             admitted: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
+            grace_nanos: AtomicU64::new(DEFAULT_HANDOFF_GRACE.as_nanos() as u64),
+            drain_started: OnceLock::new(),
             watch: TokenWatch::new(token.clone(), weak.clone()),
             token,
         });
@@ -109,13 +140,24 @@ impl ConnectionTracker {
     ///
     /// A request finishes when its response body has been read to the end, has failed, or
     /// has been dropped; or, if no response was produced, when its response future is dropped.
+    /// The server may still be writing the last bytes of a finished response: only the
+    /// server's own graceful shutdown (or [`Shutdown::spawn_server`](crate::Shutdown::spawn_server))
+    /// knows when they are on the wire.
     pub fn in_flight(&self) -> usize {
         self.shared.in_flight()
     }
 
-    /// Returns `true` once the token has been cancelled: new requests are refused.
+    /// Returns `true` once the token has been cancelled: the drain has begun.
+    ///
+    /// Requests the server's connections still deliver are admitted until admission closes
+    /// (see the [states](Self#states)); no new [`guard`](Self::guard) is given out.
     pub fn is_draining(&self) -> bool {
-        self.shared.state.load(Ordering::Acquire) & DRAINING != 0
+        self.shared.is_draining()
+    }
+
+    /// Returns `true` once admission has closed: every request is refused.
+    pub fn is_closed(&self) -> bool {
+        self.shared.is_closed()
     }
 
     /// Returns `true` while the service should receive traffic: neither announced nor draining.
@@ -125,11 +167,11 @@ impl ConnectionTracker {
         self.shared.state.load(Ordering::Acquire) & UNREADY == 0
     }
 
-    /// Returns `true` once draining has started and nothing is in flight.
+    /// Returns `true` once admission has closed and nothing is in flight.
     ///
     /// Once this returns `true` it stays `true`: no request is admitted after it.
     pub fn is_drained(&self) -> bool {
-        self.shared.is_drained()
+        self.shared.progress() == Progress::Drained
     }
 
     /// Starts the notice period: readiness fails from now on and HTTP/1.x responses carry
@@ -139,6 +181,18 @@ impl ConnectionTracker {
     /// cancel the token. Idempotent.
     pub fn announce_shutdown(&self) {
         self.shared.set_flags(UNREADY);
+    }
+
+    /// Closes admission now: from here on every request is refused, and
+    /// [`drained`](Self::drained) resolves as soon as nothing is in flight, without waiting
+    /// for the rest of the [handoff grace](crate::DrainLayer::handoff_grace). Starts the drain
+    /// too, if it had not started. Idempotent.
+    ///
+    /// Call it once the server has closed its connections (its graceful shutdown has
+    /// completed), when nothing more can arrive. [`Shutdown`](crate::Shutdown) does this for
+    /// the servers given to [`spawn_server`](crate::Shutdown::spawn_server).
+    pub fn close(&self) {
+        self.shared.close();
     }
 
     /// Total number of admissions (requests and guards) since the tracker was created.
@@ -158,11 +212,12 @@ impl ConnectionTracker {
     }
 
     /// Counts a piece of work that is not a request, such as an upgraded connection or a
-    /// job started by a handler. Returns `None` once draining has started.
+    /// job started by a handler. Returns `None` once draining has started: such work has no
+    /// protocol handoff to honour.
     ///
     /// The work counts until the returned guard is dropped.
     pub fn guard(&self) -> Option<InFlightGuard> {
-        self.shared.try_admit()
+        self.shared.admit(Admit::Work)
     }
 
     /// A cheap handle that tells handlers when draining starts. See [`DrainSignal`].
@@ -172,11 +227,21 @@ impl ConnectionTracker {
         }
     }
 
-    /// Waits until draining has started **and** nothing is in flight.
+    /// Waits until admission has closed **and** nothing is in flight.
     ///
-    /// Resolves immediately if that is already the case. Any number of tasks may wait at once.
-    /// The wait is event driven: the last guard to be released wakes every waiter, with no
-    /// polling interval and no lost wake-up.
+    /// Admission closes when [`close`](Self::close) is called or once the
+    /// [handoff grace](crate::DrainLayer::handoff_grace) has passed since the drain began
+    /// (see the [states](Self#states)), so with nothing in flight this resolves at most one
+    /// grace after the token is cancelled. Resolves immediately if that is already the case.
+    /// Any number of tasks may wait at once. The wait is event driven: the last guard to be
+    /// released wakes every waiter, with no polling interval and no lost wake-up.
+    ///
+    /// "Drained" speaks of requests: a response whose body has ended may still be in the
+    /// server's buffers. The server's graceful shutdown completes once those are written;
+    /// [`Shutdown`](crate::Shutdown) waits for both.
+    ///
+    /// Needs a Tokio runtime with timers enabled while the grace runs (as every hyper, axum
+    /// and tonic server has).
     ///
     /// # Cancel safety
     ///
@@ -192,6 +257,7 @@ impl ConnectionTracker {
     /// let token = CancellationToken::new();
     /// let tracker = DrainLayer::new(token.clone()).tracker();
     /// token.cancel();
+    /// tracker.close(); // the server has stopped: no need to wait for the handoff grace
     /// tracker.drained().await; // nothing was in flight
     /// # }
     /// ```
@@ -231,8 +297,29 @@ impl fmt::Debug for ConnectionTracker {
             .field("in_flight", &(state / ONE))
             .field("ready", &(state & UNREADY == 0))
             .field("draining", &(state & DRAINING != 0))
+            .field("closed", &(state & CLOSED != 0))
             .finish_non_exhaustive()
     }
+}
+
+/// What is being admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admit {
+    /// A request a server's connection delivered: admitted until admission closes.
+    Request,
+    /// Other work ([`ConnectionTracker::guard`]): admitted until the drain begins.
+    Work,
+}
+
+/// Where a drain stands, as [`Drained`] needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Progress {
+    /// Admission closed and nothing in flight.
+    Drained,
+    /// Nothing in flight, but admission is open until this instant (the handoff grace).
+    Grace(Instant),
+    /// Not draining yet, or requests in flight: the next wake-up tells more.
+    Waiting,
 }
 
 impl Shared {
@@ -244,40 +331,86 @@ impl Shared {
         self.state.load(Ordering::Acquire) & DRAINING != 0
     }
 
+    fn is_closed(&self) -> bool {
+        self.state.load(Ordering::Acquire) & CLOSED != 0
+    }
+
     pub(crate) fn is_ready(&self) -> bool {
         // Relaxed: the flag carries no data with it; this is only asked to decide a header.
         self.state.load(Ordering::Relaxed) & UNREADY == 0
     }
 
-    pub(crate) fn is_drained(&self) -> bool {
+    /// Where the drain stands. Closes admission if the grace is over and nothing is in
+    /// flight, so that the answer `Drained` is final.
+    pub(crate) fn progress(&self) -> Progress {
         // Acquire: pairs with the Release in `release`, so that everything the finished
         // requests did happens-before the code that runs after `drained()` (closing a pool).
         let state = self.state.load(Ordering::Acquire);
-        state & DRAINING != 0 && state < ONE
+        if state & DRAINING == 0 || state >= ONE {
+            return Progress::Waiting;
+        }
+        if state & CLOSED != 0 {
+            return Progress::Drained;
+        }
+        if !self.grace_over() {
+            // `None`: the grace never ends; only `close()` (which wakes us) ends the wait.
+            return self.grace_end().map_or(Progress::Waiting, Progress::Grace);
+        }
+        // The grace is over: close, and decide on the state the closing saw. An admission
+        // that came after it sees `CLOSED` and backs out, so none is admitted after the
+        // `Drained` returned here.
+        if self.set_flags(CLOSED) < ONE {
+            Progress::Drained
+        } else {
+            Progress::Waiting
+        }
     }
 
     pub(crate) fn notified(&self) -> crate::loom::sync::Notified<'_> {
         self.notify.notified()
     }
 
-    /// Admits one unit of work, or returns `None` if draining has started.
+    /// Admits one unit of work, or returns `None` if it must be refused.
     ///
-    /// The pass-through cost: one load, one `fetch_add` on the state, one on the admitted
-    /// counter, one `Arc` clone. No lock, no allocation.
+    /// The pass-through cost (not draining): one load, one `fetch_add` on the state, one on
+    /// the admitted counter, one `Arc` clone. No lock, no allocation.
     #[inline]
-    pub(crate) fn try_admit(self: &Arc<Self>) -> Option<InFlightGuard> {
-        // Relaxed: only a shortcut for the refusal path; the read-modify-write below decides.
+    pub(crate) fn admit(self: &Arc<Self>, what: Admit) -> Option<InFlightGuard> {
+        // Relaxed: only picks the path; the read-modify-write below decides.
         if self.state.load(Ordering::Relaxed) & DRAINING != 0 {
+            return self.admit_while_draining(what);
+        }
+        self.add_one(what)
+    }
+
+    /// Admission once the drain has begun: requests until admission closes, nothing else.
+    #[cold]
+    #[inline(never)]
+    fn admit_while_draining(self: &Arc<Self>, what: Admit) -> Option<InFlightGuard> {
+        if what == Admit::Work || self.is_closed() {
             return self.refuse();
         }
+        if self.grace_over() {
+            self.set_flags(CLOSED);
+            return self.refuse();
+        }
+        self.add_one(what)
+    }
+
+    #[inline]
+    fn add_one(self: &Arc<Self>, what: Admit) -> Option<InFlightGuard> {
         // Relaxed is enough: all updates of `state` are read-modify-writes on one atomic, so
-        // they are totally ordered. Either this increment comes before the `DRAINING` bit in
+        // they are totally ordered. Either this increment comes before the refusing bit in
         // that order (then `drained()` cannot see a zero count until the guard is released),
         // or it sees the bit and backs out below. What the request then does is published by
         // the Release in `release`.
         let prev = self.state.fetch_add(ONE, Ordering::Relaxed);
-        if prev & DRAINING != 0 {
-            // Draining started between the load and the increment: undo, and wake any
+        let refused_by = match what {
+            Admit::Request => CLOSED,
+            Admit::Work => DRAINING,
+        };
+        if prev & refused_by != 0 {
+            // The state changed between the load and the increment: undo, and wake any
             // waiter that looked at the count in between.
             self.release();
             return self.refuse();
@@ -296,29 +429,75 @@ impl Shared {
     #[inline]
     pub(crate) fn release(&self) {
         // Release: publishes the request's effects to the waiter that sees the count reach
-        // zero with its Acquire load (`is_drained`).
+        // zero with its Acquire load (`progress`).
         let prev = self.state.fetch_sub(ONE, Ordering::Release);
         if prev & DRAINING != 0 && prev < 2 * ONE {
+            // The last one out while draining: waiters either resolve or start the rest of
+            // the grace.
             self.notify_now();
         }
     }
 
-    /// Sets flag bits; wakes waiters if this call started the drain.
-    pub(crate) fn set_flags(&self, flags: usize) {
+    /// Sets flag bits and returns the previous state; wakes waiters if this call started the
+    /// drain, or closed admission with nothing in flight.
+    fn set_flags(&self, flags: usize) -> usize {
         debug_assert_eq!(flags & !FLAGS, 0);
         // AcqRel: Release so that a waiter that sees the flag also sees what the caller did
-        // before starting the drain; Acquire so that, if the count read here is zero, the
-        // finished requests' effects are visible to the waiters woken below.
+        // before; Acquire so that, if the count read here is zero, the finished requests'
+        // effects are visible to the waiters woken below.
         let prev = self.state.fetch_or(flags, Ordering::AcqRel);
-        if flags & DRAINING != 0 && prev & DRAINING == 0 {
-            // Wakes both `draining()` waiters and, if nothing is in flight, `drained()` ones.
-            // If something is in flight, the last `release` wakes them again.
+        let started = flags & DRAINING != 0 && prev & DRAINING == 0;
+        let closed_idle = flags & CLOSED != 0 && prev & CLOSED == 0 && prev < ONE;
+        if started || closed_idle {
+            // Wakes `draining()` waiters and `drained()` ones. If something is in flight,
+            // the last `release` wakes them again.
             self.notify_now();
+        }
+        prev
+    }
+
+    /// The drain begins (the token was cancelled). With a zero grace admission closes at once.
+    pub(crate) fn start_draining(&self) {
+        // Recorded before `DRAINING` is set, whose Release publishes it.
+        self.drain_started.get_or_init(Instant::now);
+        let mut flags = DRAINING | UNREADY;
+        if self.grace().is_zero() {
+            flags |= CLOSED;
+        }
+        self.set_flags(flags);
+    }
+
+    fn close(&self) {
+        self.drain_started.get_or_init(Instant::now);
+        self.set_flags(DRAINING | UNREADY | CLOSED);
+    }
+
+    /// The handoff grace has run out (a waiter's timer fired): admission closes.
+    pub(crate) fn grace_ended(&self) {
+        self.set_flags(CLOSED);
+    }
+
+    fn grace(&self) -> Duration {
+        Duration::from_nanos(self.grace_nanos.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_grace(&self, grace: Duration) {
+        let nanos = u64::try_from(grace.as_nanos()).unwrap_or(u64::MAX);
+        self.grace_nanos.store(nanos, Ordering::Relaxed);
+        if self.is_draining() && self.grace_over() {
+            self.set_flags(CLOSED);
         }
     }
 
-    pub(crate) fn start_draining(&self) {
-        self.set_flags(DRAINING | UNREADY);
+    /// When the handoff grace ends. `None` before the drain begins (or in the instant it
+    /// begins, before its start is visible) and for a grace too long to end.
+    fn grace_end(&self) -> Option<Instant> {
+        self.drain_started.get()?.checked_add(self.grace())
+    }
+
+    /// Whether the handoff grace has passed since the drain began.
+    fn grace_over(&self) -> bool {
+        self.grace_end().is_some_and(|end| Instant::now() >= end)
     }
 
     #[cold]
@@ -354,13 +533,95 @@ mod tests {
         assert!(!tracker.is_ready());
     }
 
-    #[test]
-    fn already_cancelled_token_starts_draining_at_once() {
+    #[tokio::test(start_paused = true)]
+    async fn already_cancelled_token_starts_draining_at_once() {
         let token = CancellationToken::new();
         token.cancel();
         let tracker = ConnectionTracker::new(token);
         assert!(tracker.is_draining());
+        assert!(!tracker.is_closed(), "the handoff grace has begun");
+        tokio::time::sleep(DEFAULT_HANDOFF_GRACE).await;
         assert!(tracker.is_drained());
+    }
+
+    #[test]
+    fn requests_are_admitted_during_the_handoff_grace_and_refused_once_closed() {
+        let (token, tracker) = tracker();
+        token.cancel();
+        let request = tracker.shared.admit(Admit::Request);
+        assert!(request.is_some(), "the protocol's handoff is served");
+        assert!(tracker.guard().is_none(), "no new non-request work");
+        tracker.close();
+        assert!(tracker.shared.admit(Admit::Request).is_none());
+        assert_eq!(tracker.in_flight(), 1);
+        assert!(!tracker.is_drained(), "the handoff is still in flight");
+        drop(request);
+        assert!(tracker.is_drained());
+        assert_eq!(tracker.rejected_total(), 2);
+    }
+
+    #[test]
+    fn zero_grace_closes_admission_when_the_drain_begins() {
+        let (token, tracker) = tracker();
+        tracker.shared.set_grace(Duration::ZERO);
+        token.cancel();
+        assert!(tracker.is_closed());
+        assert!(tracker.shared.admit(Admit::Request).is_none());
+        assert!(tracker.is_drained());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn admission_closes_by_itself_one_grace_after_the_drain_began() {
+        let (token, tracker) = tracker();
+        token.cancel();
+        tokio::time::sleep(DEFAULT_HANDOFF_GRACE - Duration::from_millis(1)).await;
+        drop(
+            tracker
+                .shared
+                .admit(Admit::Request)
+                .expect("within the grace"),
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(tracker.shared.admit(Admit::Request).is_none());
+        assert!(tracker.is_closed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn drained_waits_for_the_grace_when_nothing_is_in_flight() {
+        let (token, tracker) = tracker();
+        token.cancel();
+        let started = Instant::now();
+        tracker.drained().await;
+        assert_eq!(started.elapsed(), DEFAULT_HANDOFF_GRACE);
+        assert!(
+            tracker.shared.admit(Admit::Request).is_none(),
+            "nothing after drained()"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn close_ends_the_wait_for_the_grace_at_once() {
+        let (token, tracker) = tracker();
+        token.cancel();
+        let waiter = tokio::spawn({
+            let tracker = tracker.clone();
+            async move { tracker.drained().await }
+        });
+        tokio::task::yield_now().await;
+        let closed = Instant::now();
+        tracker.close();
+        waiter.await.unwrap();
+        assert_eq!(closed.elapsed(), Duration::ZERO);
+    }
+
+    #[test]
+    fn close_before_the_token_starts_the_drain_and_closes_admission() {
+        let (token, tracker) = tracker();
+        tracker.close();
+        assert!(tracker.is_draining());
+        assert!(!tracker.is_ready());
+        assert!(tracker.is_drained());
+        assert!(!token.is_cancelled(), "the token is the caller's");
     }
 
     #[test]
@@ -419,6 +680,7 @@ mod tests {
         let (token, tracker) = tracker();
         let guard = tracker.guard().unwrap();
         token.cancel();
+        tracker.close();
         let waiter = tokio::spawn({
             let tracker = tracker.clone();
             async move { tracker.drained().await }

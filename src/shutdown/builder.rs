@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::ShutdownConfigError;
 use super::sequence::Plan;
+use super::servers::Servers;
 use super::tasks::Tasks;
 use super::trigger::{BoxTrigger, Triggers};
 use super::Shutdown;
@@ -125,9 +126,10 @@ impl ShutdownBuilder {
     ///
     /// # Errors
     ///
-    /// A zero deadline; a notice period not shorter than the overall deadline; a notice period
-    /// plus drain deadline longer than the overall deadline; a tasks deadline not shorter than
-    /// the overall deadline; no Tokio runtime; a signal handler that cannot be installed.
+    /// A zero deadline; a notice period not shorter than the overall deadline; a notice
+    /// period, drain deadline and tasks deadline that leave no time for the cleanup hooks
+    /// within the overall deadline; no Tokio runtime; a signal handler that cannot be
+    /// installed.
     pub fn build(self) -> Result<Shutdown, ShutdownConfigError> {
         self.check()?;
         let runtime = Handle::try_current().map_err(|_| ShutdownConfigError::NoRuntime)?;
@@ -140,6 +142,7 @@ impl ShutdownBuilder {
                 drain: self.drain,
                 tasks_timeout: self.tasks,
                 tasks: Tasks::new(runtime.clone()),
+                servers: Servers::new(runtime.clone()),
                 hooks: Vec::new(),
                 runtime,
             },
@@ -165,15 +168,14 @@ impl ShutdownBuilder {
                 overall: self.overall,
             });
         }
-        if self.notice.saturating_add(self.drain) > self.overall {
-            return Err(ShutdownConfigError::DrainExceedsOverall {
+        let phases = self
+            .notice
+            .saturating_add(self.drain)
+            .saturating_add(self.tasks);
+        if phases >= self.overall {
+            return Err(ShutdownConfigError::NoTimeForCleanup {
                 notice: self.notice,
                 drain: self.drain,
-                overall: self.overall,
-            });
-        }
-        if self.tasks >= self.overall {
-            return Err(ShutdownConfigError::TasksNotBelowOverall {
                 tasks: self.tasks,
                 overall: self.overall,
             });

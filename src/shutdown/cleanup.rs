@@ -86,7 +86,7 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-fn panic_message(payload: Box<dyn Any + Send>) -> String {
+pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
     if let Some(text) = payload.downcast_ref::<&str>() {
         format!("panicked: {text}")
     } else if let Some(text) = payload.downcast_ref::<String>() {

@@ -27,18 +27,14 @@ pub enum ShutdownConfigError {
         /// The overall deadline.
         overall: Duration,
     },
-    /// The notice period plus the drain deadline exceed the overall deadline: the drain
-    /// deadline you set could never be reached.
-    DrainExceedsOverall {
+    /// The notice period, the drain deadline and the tasks' deadline add up to the overall
+    /// deadline or more: a drain or tasks phase that runs to its deadline would leave no time
+    /// for the cleanup hooks, and the pool would never be closed.
+    NoTimeForCleanup {
         /// The notice period.
         notice: Duration,
         /// The drain deadline.
         drain: Duration,
-        /// The overall deadline.
-        overall: Duration,
-    },
-    /// The deadline for background tasks is not shorter than the overall deadline.
-    TasksNotBelowOverall {
         /// The tasks' deadline.
         tasks: Duration,
         /// The overall deadline.
@@ -58,18 +54,16 @@ impl fmt::Display for ShutdownConfigError {
                 f,
                 "notice period ({notice:?}) must be shorter than the overall deadline ({overall:?})"
             ),
-            Self::DrainExceedsOverall {
+            Self::NoTimeForCleanup {
                 notice,
                 drain,
+                tasks,
                 overall,
             } => write!(
                 f,
-                "notice period ({notice:?}) + drain deadline ({drain:?}) must not exceed the \
-                 overall deadline ({overall:?})"
-            ),
-            Self::TasksNotBelowOverall { tasks, overall } => write!(
-                f,
-                "tasks deadline ({tasks:?}) must be shorter than the overall deadline ({overall:?})"
+                "notice period ({notice:?}) + drain deadline ({drain:?}) + tasks deadline \
+                 ({tasks:?}) must be shorter than the overall deadline ({overall:?}), leaving \
+                 time for the cleanup hooks"
             ),
             Self::NoRuntime => f.write_str(
                 "Shutdown::build must be called from within a Tokio runtime \

@@ -71,7 +71,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -82,6 +82,7 @@ mod cleanup;
 mod error;
 mod report;
 mod sequence;
+mod servers;
 mod tasks;
 mod trigger;
 
@@ -92,6 +93,7 @@ pub use builder::{
 pub use cleanup::{BoxError, HookOutcome, HookReport};
 pub use error::ShutdownConfigError;
 pub use report::{Phase, PhaseTiming, ShutdownReport};
+pub use servers::{ServerOutcome, ServerReport};
 pub use trigger::{ShutdownHandle, ShutdownTrigger, Signal};
 
 use crate::tracker::ConnectionTracker;
@@ -145,6 +147,40 @@ impl Shutdown {
     /// The tracker the sequence drains.
     pub fn tracker(&self) -> &ConnectionTracker {
         &self.plan.tracker
+    }
+
+    /// Runs a server as part of the sequence: `server` is spawned now, on the runtime `build()`
+    /// was called in, and the drain phase waits for it to finish.
+    ///
+    /// Pass the server's graceful-shutdown future, wired to the [drain token](Self::drain_token):
+    ///
+    /// * axum: `axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned())`
+    /// * tonic: `Server::builder()..serve_with_incoming_shutdown(incoming, token.cancelled_owned())`
+    /// * hyper-util: your accept loop, ending with `GracefulShutdown::shutdown().await`
+    ///
+    /// Such a future completes only once every connection is closed, that is once every
+    /// response byte has been handed to the kernel. So the drain phase ends when nothing is in
+    /// flight **and** every server has finished, all within the
+    /// [drain deadline](ShutdownBuilder::drain_timeout); once the servers have finished,
+    /// nothing more can arrive and [admission closes](crate::ConnectionTracker::close) at once.
+    /// A server still running at the deadline is aborted, cutting its connections, and the
+    /// [report](ShutdownReport::servers) says so (exit code 1). A server that ends before
+    /// the shutdown (an error, say) starts it.
+    ///
+    /// Without a server here, the drain ends when the requests have: their last bytes may
+    /// still be in the server's buffers.
+    ///
+    /// axum's connections run in tasks of their own: aborting `axum::serve`'s future stops
+    /// accepting but leaves a connection stuck past the deadline running until the process
+    /// exits.
+    pub fn spawn_server<F, E>(&mut self, name: impl Into<Cow<'static, str>>, server: F) -> &mut Self
+    where
+        F: IntoFuture<Output = Result<(), E>>,
+        F::IntoFuture: Send + 'static,
+        E: Into<BoxError>,
+    {
+        self.plan.servers.spawn(name.into(), server.into_future());
+        self
     }
 
     /// Spawns a background task that is cancelled after the HTTP drain and awaited.
@@ -203,6 +239,7 @@ impl fmt::Debug for Shutdown {
             .field("drain", &self.plan.drain)
             .field("tasks_timeout", &self.plan.tasks_timeout)
             .field("overall", &self.overall)
+            .field("servers", &self.plan.servers)
             .field("tasks", &self.plan.tasks)
             .field("hooks", &self.plan.hooks)
             .finish_non_exhaustive()

@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::cleanup::{HookOutcome, HookReport};
+use super::servers::ServerReport;
 use super::trigger::{ShutdownTrigger, Signal};
 use crate::tracker::ConnectionTracker;
 
@@ -65,6 +66,10 @@ pub struct ShutdownReport {
     /// Requests still in flight when the drain deadline passed (or the sequence was cut
     /// short); `0` after a complete drain.
     pub still_in_flight: usize,
+    /// Every server given to [`Shutdown::spawn_server`](super::Shutdown::spawn_server), in the
+    /// order they were added: whether it closed every connection (every response written)
+    /// within the drain deadline, failed, or was cut with connections still open.
+    pub servers: Vec<ServerReport>,
     /// Background tasks still running when they were cancelled.
     pub tasks_running: usize,
     /// Names of the background tasks aborted because they missed their deadline (or the
@@ -86,12 +91,14 @@ impl ShutdownReport {
     /// Exit code meaning a deadline was hit or a cleanup hook did not succeed.
     pub const EXIT_INCOMPLETE: i32 = 1;
 
-    /// `true` if everything finished in time: requests drained, no task aborted, every hook
-    /// succeeded, no second signal, within the overall deadline.
+    /// `true` if everything finished in time: requests drained, every server closed its
+    /// connections (every response written), no task aborted, every hook succeeded, no second
+    /// signal, within the overall deadline.
     pub fn is_clean(&self) -> bool {
         self.forced_by.is_none()
             && !self.overall_deadline_hit
             && self.still_in_flight == 0
+            && self.servers.iter().all(|server| server.outcome.is_closed())
             && self.tasks_aborted.is_empty()
             && self.hooks.iter().all(|hook| hook.outcome.is_ok())
     }
@@ -102,8 +109,9 @@ impl ShutdownReport {
     /// * `130` (`SIGINT`) or `143` (`SIGTERM`): a second signal forced the exit; the code is
     ///   that of the second signal, `128 + signo` as a shell reports a process it killed.
     /// * `1` ([`EXIT_INCOMPLETE`](Self::EXIT_INCOMPLETE)): otherwise, when a deadline was hit
-    ///   (requests still in flight at the drain deadline, tasks aborted, a hook timed out, the
-    ///   overall deadline) or a hook failed or panicked. The report says which.
+    ///   (requests still in flight or a server still open at the drain deadline, tasks
+    ///   aborted, a hook timed out, the overall deadline) or a server or a hook failed. The
+    ///   report says which.
     pub fn exit_code(&self) -> i32 {
         match self.forced_by {
             Some(signal) => signal.exit_code(),
@@ -140,6 +148,15 @@ impl fmt::Display for ShutdownReport {
             "  requests: {} in flight at trigger, {} completed, {} rejected, {} still in flight",
             self.in_flight_at_trigger, self.completed, self.rejected, self.still_in_flight
         )?;
+        for server in &self.servers {
+            write!(f, "  server {}: {}", server.name, server.outcome)?;
+            match server.closed_after {
+                Some(after) if server.outcome.is_closed() => {
+                    writeln!(f, ", {after:?} after the drain began")?
+                }
+                _ => writeln!(f)?,
+            }
+        }
         write!(f, "  tasks: {} running at cancel", self.tasks_running)?;
         if self.tasks_aborted.is_empty() {
             writeln!(f, ", none aborted")?;
@@ -182,6 +199,9 @@ pub(crate) struct Progress {
     phases: Vec<PhaseTiming>,
     /// Set when the drain phase ends: requests left and requests completed.
     drain_result: Option<(usize, u64)>,
+    /// When the drain phase began.
+    drain_started: Option<Instant>,
+    pub(crate) servers: Vec<ServerReport>,
     pub(crate) tasks_running: usize,
     pub(crate) tasks_aborted: Vec<String>,
     /// Names of the hooks in the order they run.
@@ -205,6 +225,8 @@ impl Progress {
             current: None,
             phases: Vec::new(),
             drain_result: None,
+            drain_started: None,
+            servers: Vec::new(),
             tasks_running: 0,
             tasks_aborted: Vec::new(),
             hook_names,
@@ -222,7 +244,15 @@ impl Progress {
     }
 
     pub(crate) fn begin(&mut self, phase: Phase) {
-        self.current = Some((phase, Instant::now()));
+        let now = Instant::now();
+        if phase == Phase::Drain {
+            self.drain_started = Some(now);
+        }
+        self.current = Some((phase, now));
+    }
+
+    pub(crate) fn drain_started(&self) -> Option<Instant> {
+        self.drain_started
     }
 
     /// Ends the current phase and returns its duration.
@@ -301,6 +331,7 @@ impl Progress {
             still_in_flight,
             tasks_running: self.tasks_running,
             tasks_aborted: self.tasks_aborted,
+            servers: self.servers,
             hooks,
             phases: self.phases,
             total: self.started.elapsed(),

@@ -9,6 +9,7 @@ use tracing::{info, warn};
 
 use super::cleanup::Hook;
 use super::report::{Phase, Progress, ShutdownReport};
+use super::servers::Servers;
 use super::tasks::Tasks;
 use super::trigger::{ShutdownTrigger, Signal};
 use super::Shutdown;
@@ -22,6 +23,7 @@ pub(crate) struct Plan {
     pub(crate) drain: Duration,
     pub(crate) tasks_timeout: Duration,
     pub(crate) tasks: Tasks,
+    pub(crate) servers: Servers,
     pub(crate) hooks: Vec<Hook>,
     pub(crate) runtime: Handle,
 }
@@ -69,7 +71,14 @@ impl Shutdown {
             started,
             overall,
         } = self;
-        let trigger = triggers.first(&plan.tracker).await;
+        let trigger = triggers.first(&plan.tracker, &mut plan.servers).await;
+        if let ShutdownTrigger::Server(index) = trigger {
+            warn!(
+                server = plan.servers.name(index),
+                "shutdown: server {} ended before the shutdown",
+                plan.servers.name(index)
+            );
+        }
         let hook_names = plan
             .hooks
             .iter()
@@ -135,13 +144,15 @@ impl Shutdown {
             }
         };
         if !matches!(end, End::Done) {
-            plan.tracker.token().cancel();
+            plan.tracker.close();
+            plan.servers.abort_all();
             let aborted = plan.tasks.abort_all();
             if !aborted.is_empty() {
                 warn!("shutdown: aborted tasks: {}", aborted.join(", "));
             }
             progress.tasks_aborted.extend(aborted);
         }
+        progress.servers = plan.servers.reports(progress.drain_started());
         let report = progress.finish(&plan.tracker, forced_by, overall_deadline_hit);
         if report.is_clean() {
             info!(
@@ -178,22 +189,50 @@ impl Plan {
         let took = progress.end();
         info!("shutdown: notice period over after {took:?}");
 
-        // Drain: refuse new requests, wait for those in flight.
+        // Drain: the servers say goodbye and stop accepting; wait for them and for the
+        // requests in flight.
         progress.begin(Phase::Drain);
         self.tracker.token().cancel();
         info!(
             in_flight = self.tracker.in_flight(),
-            "shutdown: draining, new requests are refused ({} in flight, deadline {:?})",
+            "shutdown: draining ({} in flight, deadline {:?})",
             self.tracker.in_flight(),
             self.drain,
         );
-        let left = match self.tracker.drained_timeout(self.drain).await {
-            Ok(()) => 0,
-            Err(timeout) => timeout.in_flight(),
-        };
+        let deadline = tokio::time::Instant::now() + self.drain;
+        let servers_closed = self.servers.is_empty()
+            || tokio::time::timeout_at(deadline, self.servers.all_ended())
+                .await
+                .is_ok();
+        if self.servers.is_empty() {
+            info!(
+                "shutdown: no server given to spawn_server: the drain ends with the requests, \
+                 whose last bytes may still be in the server's buffers"
+            );
+        } else if servers_closed {
+            // Every connection is closed: nothing more can arrive.
+            self.tracker.close();
+            info!("shutdown: servers closed their connections, admission closed");
+        }
+        let drained = servers_closed
+            && tokio::time::timeout_at(deadline, self.tracker.drained())
+                .await
+                .is_ok();
+        if !drained {
+            // Past the deadline nothing more is admitted, and what is still open is cut.
+            self.tracker.close();
+            let open = self.servers.names_running().join(", ");
+            if !open.is_empty() {
+                warn!(
+                    "shutdown: drain deadline passed with servers still open: {open}; cutting them"
+                );
+            }
+            self.servers.abort_all();
+        }
+        let left = self.tracker.in_flight();
         let completed = progress.drain_ended(&self.tracker, left);
         let took = progress.end();
-        if left == 0 {
+        if drained {
             info!(
                 completed,
                 "shutdown: drained in {took:?}, {completed} requests completed"

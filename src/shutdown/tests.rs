@@ -13,6 +13,7 @@ const NOTICE: Duration = Duration::from_secs(5);
 const DRAIN: Duration = Duration::from_secs(10);
 const TASKS: Duration = Duration::from_secs(3);
 const OVERALL: Duration = Duration::from_secs(25);
+const GRACE: Duration = crate::tracker::DEFAULT_HANDOFF_GRACE;
 
 /// A builder with OS signals off (tests share one process) and known durations.
 fn builder(drain: &DrainLayer) -> ShutdownBuilder {
@@ -69,7 +70,9 @@ async fn clean_shutdown_runs_every_phase_in_order_and_exits_zero() {
     assert_eq!(report.trigger, ShutdownTrigger::Handle);
     assert!(report.is_clean());
     assert_eq!(report.exit_code(), 0);
-    assert_eq!(report.total, NOTICE);
+    // No server was given: with nothing in flight, the drain waits out the handoff grace.
+    assert_eq!(report.phase(Phase::Drain), Some(GRACE));
+    assert_eq!(report.total, NOTICE + GRACE);
 }
 
 #[tokio::test(start_paused = true)]
@@ -452,21 +455,42 @@ async fn notice_not_below_the_overall_deadline_is_refused() {
 }
 
 #[tokio::test]
-async fn notice_plus_drain_beyond_the_overall_deadline_is_refused() {
-    let err = build_error(builder(&layer()).drain_timeout(OVERALL));
+async fn phases_that_leave_no_time_for_cleanup_are_refused() {
+    // notice + drain == overall: a drain that runs to its deadline would skip every hook.
+    let err = build_error(
+        builder(&layer())
+            .tasks_timeout(Duration::from_secs(1))
+            .drain_timeout(OVERALL - NOTICE),
+    );
     assert!(
-        matches!(err, ShutdownConfigError::DrainExceedsOverall { .. }),
+        matches!(err, ShutdownConfigError::NoTimeForCleanup { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("cleanup hooks"), "{err}");
+    let err = build_error(builder(&layer()).tasks_timeout(OVERALL - NOTICE - DRAIN));
+    assert!(
+        matches!(err, ShutdownConfigError::NoTimeForCleanup { .. }),
+        "{err:?}"
+    );
+    let err = build_error(builder(&layer()).tasks_timeout(OVERALL));
+    assert!(
+        matches!(err, ShutdownConfigError::NoTimeForCleanup { .. }),
         "{err:?}"
     );
 }
 
-#[tokio::test]
-async fn tasks_deadline_not_below_the_overall_deadline_is_refused() {
-    let err = build_error(builder(&layer()).tasks_timeout(OVERALL));
-    assert!(
-        matches!(err, ShutdownConfigError::TasksNotBelowOverall { .. }),
-        "{err:?}"
-    );
+#[tokio::test(start_paused = true)]
+async fn hooks_still_run_when_the_drain_runs_to_its_deadline() {
+    let drain = layer();
+    let _hung = drain.tracker().guard().unwrap();
+    let mut shutdown = builder(&drain).build().unwrap();
+    let log = Log::default();
+    logging_hook(&mut shutdown, &log, "db-pool");
+    shutdown.handle().trigger();
+    let report = shutdown.run().await;
+    assert_eq!(report.phase(Phase::Drain), Some(DRAIN));
+    assert_eq!(log.events(), ["db-pool"], "the pool is closed");
+    assert!(!report.overall_deadline_hit);
 }
 
 #[test]
@@ -495,4 +519,115 @@ async fn zero_hook_timeout_panics_at_registration() {
     let drain = layer();
     let mut shutdown = builder(&drain).build().unwrap();
     shutdown.on_cleanup("db-pool", Duration::ZERO, || async { Ok(()) });
+}
+
+/// A server future as `with_graceful_shutdown` builds one: serves until the drain token is
+/// cancelled, then takes `goodbye` to close its connections.
+async fn server(token: CancellationToken, goodbye: Duration) -> std::io::Result<()> {
+    token.cancelled().await;
+    tokio::time::sleep(goodbye).await;
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn drain_waits_for_the_server_to_close_its_connections_then_closes_admission() {
+    let drain = layer();
+    let tracker = drain.tracker();
+    let mut shutdown = builder(&drain).build().unwrap();
+    let goodbye = Duration::from_secs(3);
+    shutdown.spawn_server("http", server(shutdown.drain_token(), goodbye));
+    shutdown.handle().trigger();
+    let run = tokio::spawn(shutdown.run());
+    tracker.draining().await;
+    // During the server's goodbye the handoff is admitted, past the grace too.
+    tokio::time::sleep(GRACE * 2).await;
+    assert!(!tracker.is_closed());
+    assert!(
+        tracker.guard().is_none(),
+        "no new non-request work once draining"
+    );
+    let report = run.await.unwrap();
+    assert!(tracker.is_closed());
+    assert_eq!(report.phase(Phase::Drain), Some(goodbye));
+    assert_eq!(report.servers.len(), 1);
+    assert_eq!(report.servers[0].name, "http");
+    assert_eq!(report.servers[0].outcome, ServerOutcome::Closed);
+    assert_eq!(report.servers[0].closed_after, Some(goodbye));
+    assert_eq!(report.exit_code(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_that_closes_at_once_ends_the_drain_without_the_grace() {
+    let drain = layer();
+    let mut shutdown = builder(&drain).build().unwrap();
+    shutdown.spawn_server("http", server(shutdown.drain_token(), Duration::ZERO));
+    shutdown.handle().trigger();
+    let report = shutdown.run().await;
+    assert_eq!(report.phase(Phase::Drain), Some(Duration::ZERO));
+    assert_eq!(report.exit_code(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_still_open_at_the_drain_deadline_is_cut_and_the_exit_code_is_one() {
+    let drain = layer();
+    let tracker = drain.tracker();
+    let mut shutdown = builder(&drain).build().unwrap();
+    let log = Log::default();
+    logging_hook(&mut shutdown, &log, "db-pool");
+    let (dropped_tx, dropped_rx) = tokio::sync::oneshot::channel::<()>();
+    shutdown.spawn_server("http", async move {
+        let _dropped = dropped_tx; // a response still being written
+        std::future::pending::<std::io::Result<()>>().await
+    });
+    shutdown.handle().trigger();
+    let report = shutdown.run().await;
+    assert_eq!(report.phase(Phase::Drain), Some(DRAIN));
+    assert_eq!(report.servers[0].outcome, ServerOutcome::Cut);
+    assert!(tracker.is_closed(), "nothing is admitted past the deadline");
+    assert!(dropped_rx.await.is_err(), "the server was aborted");
+    assert_eq!(
+        log.events(),
+        ["db-pool"],
+        "the rest of the sequence still runs"
+    );
+    assert!(!report.is_clean());
+    assert_eq!(report.exit_code(), ShutdownReport::EXIT_INCOMPLETE);
+    let text = report.to_string();
+    assert!(text.contains("server http: cut"), "{text}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_ending_before_the_shutdown_starts_it_and_is_reported() {
+    let drain = layer();
+    let mut shutdown = builder(&drain).build().unwrap();
+    shutdown.spawn_server("grpc", server(shutdown.drain_token(), Duration::ZERO));
+    shutdown.spawn_server("http", async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Err(std::io::Error::other("accept failed"))
+    });
+    let report = shutdown.run().await;
+    assert_eq!(report.trigger, ShutdownTrigger::Server(1));
+    assert_eq!(report.servers[0].outcome, ServerOutcome::Closed);
+    assert_eq!(
+        report.servers[1].outcome,
+        ServerOutcome::Failed("accept failed".into())
+    );
+    assert_eq!(report.exit_code(), ShutdownReport::EXIT_INCOMPLETE);
+}
+
+#[tokio::test(start_paused = true)]
+async fn second_signal_cuts_the_servers_at_once() {
+    let drain = layer();
+    let mut shutdown = builder(&drain).build().unwrap();
+    shutdown.spawn_server("http", std::future::pending::<std::io::Result<()>>());
+    let handle = shutdown.handle();
+    handle.signal(Signal::Terminate);
+    let run = tokio::spawn(shutdown.run());
+    tokio::time::sleep(NOTICE + Duration::from_secs(1)).await;
+    let forced = Instant::now();
+    handle.signal(Signal::Interrupt);
+    let report = run.await.unwrap();
+    assert_eq!(forced.elapsed(), Duration::ZERO);
+    assert_eq!(report.servers[0].outcome, ServerOutcome::Cut);
+    assert_eq!(report.exit_code(), 130);
 }

@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 
 use tokio::sync::mpsc;
 
+use super::servers::Servers;
 use crate::tracker::ConnectionTracker;
 
 pub(crate) type BoxTrigger = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -52,9 +53,13 @@ pub enum ShutdownTrigger {
     Future(usize),
     /// [`ShutdownHandle::trigger`] was called.
     Handle,
-    /// Someone cancelled the drain token directly. The notice period is skipped: the layer
-    /// already refuses new requests.
+    /// Someone cancelled the drain token directly. The notice period is skipped: the drain
+    /// has already begun.
     DrainToken,
+    /// A server given to [`Shutdown::spawn_server`](super::Shutdown::spawn_server) ended
+    /// before anything else started the shutdown; the index is the order in which it was
+    /// added, from 0. The [report](super::ShutdownReport::servers) says how it ended.
+    Server(usize),
 }
 
 impl fmt::Display for ShutdownTrigger {
@@ -64,6 +69,7 @@ impl fmt::Display for ShutdownTrigger {
             Self::Future(index) => write!(f, "trigger future #{index}"),
             Self::Handle => f.write_str("ShutdownHandle::trigger"),
             Self::DrainToken => f.write_str("the drain token was cancelled"),
+            Self::Server(index) => write!(f, "server #{index} ended"),
         }
     }
 }
@@ -132,7 +138,11 @@ impl Triggers {
     }
 
     /// Waits for whatever starts the shutdown.
-    pub(crate) async fn first(&mut self, tracker: &ConnectionTracker) -> ShutdownTrigger {
+    pub(crate) async fn first(
+        &mut self,
+        tracker: &ConnectionTracker,
+        servers: &mut Servers,
+    ) -> ShutdownTrigger {
         let mut draining = pin!(tracker.draining());
         poll_fn(|cx| {
             if let Poll::Ready(event) = self.poll_event(cx) {
@@ -152,7 +162,7 @@ impl Triggers {
             if draining.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(ShutdownTrigger::DrainToken);
             }
-            Poll::Pending
+            servers.poll_any_ended(cx).map(ShutdownTrigger::Server)
         })
         .await
     }
