@@ -1,17 +1,19 @@
 //! Unit tests of `Drain<S>` against mock inner services (tower-test and hand-rolled): readiness
-//! pass-through, refusals, the guard's journey from the future into the body, every way a
-//! request can end, the builder options and their panics.
+//! (always ready, requests waiting for the inner service), when requests are admitted and
+//! refused (the handoff grace, `close`), refusals, the guard's journey from the future into
+//! the body, every way a request can end, the builder options and their panics.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::future::{ready, Ready};
+use std::future::{ready, Future, Ready};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt as _;
 use http::{header, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
@@ -128,6 +130,22 @@ impl Service<Request<Empty<Bytes>>> for Inner {
     }
 }
 
+/// A waker that remembers whether it was woken.
+#[derive(Default)]
+struct WakeFlag(AtomicBool);
+
+impl WakeFlag {
+    fn take(&self) -> bool {
+        self.0.swap(false, Ordering::SeqCst)
+    }
+}
+
+impl std::task::Wake for WakeFlag {
+    fn wake(self: Arc<Self>) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 fn get(path: &str) -> Request<Empty<Bytes>> {
     Request::builder().uri(path).body(Empty::new()).unwrap()
 }
@@ -155,6 +173,14 @@ fn layer() -> (CancellationToken, DrainLayer) {
     (token.clone(), DrainLayer::new(token))
 }
 
+/// A layer whose admission closes the moment its token is cancelled (a zero handoff grace),
+/// as if the server had already closed its connections: the tests of what a refusal looks
+/// like need requests that are refused, not handed off.
+fn refusing_layer() -> (CancellationToken, DrainLayer) {
+    let (token, layer) = layer();
+    (token, layer.handoff_grace(Duration::ZERO))
+}
+
 async fn collect<B: Body<Data = Bytes>>(body: B) -> Bytes
 where
     B::Error: std::fmt::Debug,
@@ -163,21 +189,19 @@ where
 }
 
 // ---------------------------------------------------------------------------------------
-// poll_ready
+// poll_ready: always ready, so probes and refusals never wait on the inner service
 
 #[tokio::test]
-async fn poll_ready_is_pending_while_the_inner_service_is_pending() {
+async fn poll_ready_is_ready_while_the_inner_service_is_pending() {
     let (_token, layer) = layer();
     let (mut service, mut handle) =
         mock::spawn_layer::<Request<Empty<Bytes>>, Response<TestBody>, _>(layer);
-    handle.allow(0);
-    assert!(service.poll_ready().is_pending());
-    handle.allow(1);
-    assert!(
-        service.is_woken(),
-        "the inner service's wake-up must reach the caller"
-    );
+    handle.allow(0); // the mock's poll_ready is Pending from now on
     assert!(matches!(service.poll_ready(), Poll::Ready(Ok(()))));
+    assert!(
+        matches!(service.poll_ready(), Poll::Ready(Ok(()))),
+        "ready again while the inner service still is not"
+    );
 }
 
 #[tokio::test]
@@ -193,14 +217,116 @@ async fn poll_ready_error_passes_through() {
 }
 
 #[tokio::test]
-async fn poll_ready_passes_through_even_while_draining() {
-    // Draining does not make the service "not ready": a refusal is a response.
-    let (token, layer) = layer();
+async fn probes_are_answered_while_the_inner_service_is_not_ready() {
+    let (_token, layer) = layer();
+    let layer = layer.readiness_path("/readyz").liveness_path("/livez");
     let (mut service, mut handle) =
         mock::spawn_layer::<Request<Empty<Bytes>>, Response<TestBody>, _>(layer);
-    token.cancel();
     handle.allow(0);
-    assert!(service.poll_ready().is_pending());
+    for path in ["/readyz", "/livez"] {
+        assert!(matches!(service.poll_ready(), Poll::Ready(Ok(()))));
+        let response = service
+            .call(get(path))
+            .now_or_never()
+            .unwrap_or_else(|| panic!("{path} waited for the inner service"))
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
+    assert!(
+        handle.next_request().now_or_never().is_none(),
+        "a probe reached the inner service"
+    );
+}
+
+#[tokio::test]
+async fn refusal_is_answered_while_the_inner_service_is_not_ready() {
+    let (token, layer) = refusing_layer();
+    let tracker = layer.tracker();
+    let (mut service, mut handle) =
+        mock::spawn_layer::<Request<Empty<Bytes>>, Response<TestBody>, _>(layer);
+    handle.allow(0);
+    token.cancel();
+    assert!(matches!(service.poll_ready(), Poll::Ready(Ok(()))));
+    let response = service
+        .call(get("/"))
+        .now_or_never()
+        .expect("the refusal waited for the inner service")
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(tracker.rejected_total(), 1);
+    assert!(handle.next_request().now_or_never().is_none());
+}
+
+#[tokio::test]
+async fn request_made_while_the_inner_service_is_not_ready_waits_counted_then_is_served() {
+    let (_token, layer) = layer();
+    let tracker = layer.tracker();
+    let (mut service, mut handle) =
+        mock::spawn_layer::<Request<Empty<Bytes>>, Response<TestBody>, _>(layer);
+    handle.allow(0);
+    assert!(matches!(service.poll_ready(), Poll::Ready(Ok(()))));
+    let mut future = std::pin::pin!(service.call(get("/hello")));
+    assert_eq!(tracker.in_flight(), 1, "counted while it waits");
+
+    let woken = Arc::new(WakeFlag::default());
+    let waker = std::task::Waker::from(woken.clone());
+    let mut cx = Context::from_waker(&waker);
+    assert!(future.as_mut().poll(&mut cx).is_pending());
+    assert!(
+        handle.next_request().now_or_never().is_none(),
+        "called before the inner service was ready"
+    );
+    assert_eq!(tracker.in_flight(), 1);
+
+    handle.allow(1);
+    assert!(
+        woken.take(),
+        "the inner service's wake-up must reach the waiting request"
+    );
+    assert!(future.as_mut().poll(&mut cx).is_pending(), "now called");
+    let (request, respond) = handle.next_request().await.unwrap();
+    assert_eq!(request.uri().path(), "/hello");
+    assert_eq!(tracker.in_flight(), 1);
+    respond.send_response(Response::new(TestBody::chunks(&["hi"])));
+    let response = future.await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(tracker.in_flight(), 1, "the body carries the guard");
+    assert_eq!(collect(response.into_body()).await, "hi");
+    assert_eq!(tracker.in_flight(), 0);
+    assert_eq!(tracker.admitted_total(), 1);
+}
+
+#[tokio::test]
+async fn inner_poll_ready_error_while_a_request_waits_is_returned_and_releases_the_guard() {
+    let (_token, layer) = layer();
+    let tracker = layer.tracker();
+    let (mut service, mut handle) =
+        mock::spawn_layer::<Request<Empty<Bytes>>, Response<TestBody>, _>(layer);
+    handle.allow(0);
+    assert!(matches!(service.poll_ready(), Poll::Ready(Ok(()))));
+    let mut future = Box::pin(service.call(get("/")));
+    assert!(futures_util::poll!(future.as_mut()).is_pending());
+    assert_eq!(tracker.in_flight(), 1);
+    handle.send_error("inner broke while we waited");
+    let err = future.await.unwrap_err();
+    assert_eq!(err.to_string(), "inner broke while we waited");
+    assert_eq!(tracker.in_flight(), 0);
+    assert!(handle.next_request().now_or_never().is_none());
+}
+
+#[tokio::test]
+async fn dropping_a_response_future_that_waits_for_the_inner_service_releases_the_guard() {
+    let (_token, layer) = layer();
+    let tracker = layer.tracker();
+    let (mut service, mut handle) =
+        mock::spawn_layer::<Request<Empty<Bytes>>, Response<TestBody>, _>(layer);
+    handle.allow(0);
+    assert!(matches!(service.poll_ready(), Poll::Ready(Ok(()))));
+    let mut future = Box::pin(service.call(get("/")));
+    assert!(futures_util::poll!(future.as_mut()).is_pending());
+    assert_eq!(tracker.in_flight(), 1);
+    drop(future);
+    assert_eq!(tracker.in_flight(), 0);
 }
 
 #[tokio::test]
@@ -219,11 +345,109 @@ async fn admitted_request_reaches_the_inner_service_unchanged() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Admission: requests are served during the handoff grace, refused once admission closes
+
+#[tokio::test]
+async fn request_after_cancel_within_the_handoff_grace_is_served_and_counted() {
+    let (token, layer) = layer();
+    let inner = Inner::ok();
+    let tracker = layer.tracker();
+    let mut service = layer.layer(inner.clone());
+    token.cancel();
+    assert!(tracker.is_draining());
+    let response = service.ready().await.unwrap().call(get("/")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(tracker.in_flight(), 1, "counted until its body ends");
+    assert_eq!(collect(response.into_body()).await, "hello");
+    assert_eq!(tracker.in_flight(), 0);
+    assert_eq!(inner.calls(), 1);
+    assert_eq!(tracker.admitted_total(), 1);
+    assert_eq!(tracker.rejected_total(), 0);
+}
+
+#[tokio::test]
+async fn http11_response_within_the_handoff_grace_carries_connection_close() {
+    let (token, layer) = layer();
+    let mut service = layer.layer(Inner::ok());
+    token.cancel();
+    let response = service
+        .call(get_with_version(Version::HTTP_11))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CONNECTION], "close");
+}
+
+#[tokio::test]
+async fn request_after_close_gets_503_within_the_handoff_grace() {
+    let (token, layer) = layer();
+    let inner = Inner::ok();
+    let tracker = layer.tracker();
+    let mut service = layer.layer(inner.clone());
+    token.cancel();
+    tracker.close(); // the server has closed its connections: nothing is handed off any more
+    let response = service.ready().await.unwrap().call(get("/")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(inner.calls(), 0);
+    assert_eq!(tracker.rejected_total(), 1);
+    assert_eq!(tracker.admitted_total(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn handoff_grace_is_one_second_by_default() {
+    let (token, layer) = layer();
+    let mut service = layer.layer(Inner::ok());
+    token.cancel();
+    tokio::time::sleep(Duration::from_millis(999)).await;
+    let response = service.call(get("/")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "999 ms after the cancel");
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let response = service.call(get("/")).await.unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "1 s after the cancel"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn handoff_grace_option_sets_when_admission_closes_by_itself() {
+    let (token, layer) = layer();
+    let tracker = layer.tracker();
+    let mut service = layer
+        .handoff_grace(Duration::from_millis(50))
+        .layer(Inner::ok());
+    token.cancel();
+    tokio::time::sleep(Duration::from_millis(49)).await;
+    let response = service.call(get("/")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "49 ms after the cancel");
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let response = service.call(get("/")).await.unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "50 ms after the cancel"
+    );
+    assert!(tracker.is_closed());
+}
+
+#[tokio::test]
+async fn zero_handoff_grace_refuses_from_the_moment_of_cancel() {
+    let (token, layer) = refusing_layer();
+    let tracker = layer.tracker();
+    let mut service = layer.layer(Inner::ok());
+    token.cancel();
+    assert!(tracker.is_closed());
+    let response = service.call(get("/")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+// ---------------------------------------------------------------------------------------
 // Refusal
 
 #[tokio::test]
 async fn refused_request_does_not_call_the_inner_service() {
-    let (token, layer) = layer();
+    let (token, layer) = refusing_layer();
     let inner = Inner::ok();
     let mut service = layer.layer(inner.clone());
     token.cancel();
@@ -236,7 +460,7 @@ async fn refused_request_does_not_call_the_inner_service() {
 
 #[tokio::test]
 async fn refusal_has_retry_after_one_second_by_default_and_a_text_body() {
-    let (token, layer) = layer();
+    let (token, layer) = refusing_layer();
     let mut service = layer.layer(Inner::ok());
     token.cancel();
     let response = service.call(get("/")).await.unwrap();
@@ -250,7 +474,7 @@ async fn refusal_has_retry_after_one_second_by_default_and_a_text_body() {
 
 #[tokio::test]
 async fn retry_after_option_is_rounded_up_to_whole_seconds() {
-    let (token, layer) = layer();
+    let (token, layer) = refusing_layer();
     let mut service = layer
         .retry_after(Duration::from_millis(2500))
         .layer(Inner::ok());
@@ -261,7 +485,7 @@ async fn retry_after_option_is_rounded_up_to_whole_seconds() {
 
 #[tokio::test]
 async fn rejection_message_option_sets_the_503_body() {
-    let (token, layer) = layer();
+    let (token, layer) = refusing_layer();
     let mut service = layer.rejection_message("gone fishing").layer(Inner::ok());
     token.cancel();
     let response = service.call(get("/")).await.unwrap();
@@ -270,7 +494,7 @@ async fn rejection_message_option_sets_the_503_body() {
 
 #[tokio::test]
 async fn refusal_body_has_an_exact_size_hint() {
-    let (token, layer) = layer();
+    let (token, layer) = refusing_layer();
     let mut service = layer.rejection_message("abc").layer(Inner::ok());
     token.cancel();
     let body = service.call(get("/")).await.unwrap().into_body();
@@ -285,7 +509,7 @@ async fn refusal_body_has_an_exact_size_hint() {
 
 #[tokio::test]
 async fn http11_refusal_carries_connection_close() {
-    let (token, layer) = layer();
+    let (token, layer) = refusing_layer();
     let mut service = layer.layer(Inner::ok());
     token.cancel();
     let response = service
@@ -297,7 +521,7 @@ async fn http11_refusal_carries_connection_close() {
 
 #[tokio::test]
 async fn http10_refusal_carries_connection_close() {
-    let (token, layer) = layer();
+    let (token, layer) = refusing_layer();
     let mut service = layer.layer(Inner::ok());
     token.cancel();
     let response = service
@@ -310,7 +534,7 @@ async fn http10_refusal_carries_connection_close() {
 
 #[tokio::test]
 async fn http2_and_http3_refusals_have_no_connection_header() {
-    let (token, layer) = layer();
+    let (token, layer) = refusing_layer();
     let mut service = layer.layer(Inner::ok());
     token.cancel();
     for version in [Version::HTTP_2, Version::HTTP_3] {
@@ -329,7 +553,7 @@ async fn http2_and_http3_refusals_have_no_connection_header() {
 
 #[tokio::test]
 async fn grpc_refusal_is_trailers_only_http_200_with_grpc_status_14() {
-    let (token, layer) = layer();
+    let (token, layer) = refusing_layer();
     let inner = Inner::ok();
     let mut service = layer.layer(inner.clone());
     token.cancel();
@@ -349,7 +573,7 @@ async fn grpc_refusal_is_trailers_only_http_200_with_grpc_status_14() {
 
 #[tokio::test]
 async fn grpc_refusal_message_is_percent_encoded() {
-    let (token, layer) = layer();
+    let (token, layer) = refusing_layer();
     let mut service = layer
         .rejection_message("draining: 100% done, bientôt")
         .layer(Inner::ok());
@@ -363,7 +587,7 @@ async fn grpc_refusal_message_is_percent_encoded() {
 
 #[tokio::test]
 async fn grpc_web_content_type_is_refused_the_grpc_way() {
-    let (token, layer) = layer();
+    let (token, layer) = refusing_layer();
     let mut service = layer.layer(Inner::ok());
     token.cancel();
     let mut request = grpc_request();
@@ -603,10 +827,51 @@ fn panic_in_inner_call_releases_the_guard() {
     let (_token, layer) = layer();
     let tracker = layer.tracker();
     let mut service = layer.layer(Panics);
+    let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+    // Ready first, as a caller must be: the inner service is then called in `call` itself.
+    assert!(matches!(service.poll_ready(&mut cx), Poll::Ready(Ok(()))));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         drop(service.call(get("/")));
     }));
     assert!(result.is_err());
+    assert_eq!(tracker.in_flight(), 0);
+}
+
+#[tokio::test]
+async fn panic_in_an_inner_call_made_once_the_inner_service_is_ready_releases_the_guard() {
+    /// Not ready until `ready` is set; then its `call` panics.
+    #[derive(Clone)]
+    struct PanicsWhenReady {
+        ready: Arc<AtomicBool>,
+    }
+    impl Service<Request<Empty<Bytes>>> for PanicsWhenReady {
+        type Response = Response<TestBody>;
+        type Error = Infallible;
+        type Future = Ready<Result<Response<TestBody>, Infallible>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            if self.ready.load(Ordering::SeqCst) {
+                Poll::Ready(Ok(()))
+            } else {
+                Poll::Pending
+            }
+        }
+        fn call(&mut self, _: Request<Empty<Bytes>>) -> Self::Future {
+            panic!("call panicked on purpose")
+        }
+    }
+    let (_token, layer) = layer();
+    let tracker = layer.tracker();
+    let ready = Arc::new(AtomicBool::new(false));
+    let mut service = layer.layer(PanicsWhenReady {
+        ready: ready.clone(),
+    });
+    // The request waits in its future, which makes the call once the inner service is ready.
+    let mut future = Box::pin(service.ready().await.unwrap().call(get("/")));
+    assert!(futures_util::poll!(future.as_mut()).is_pending());
+    assert_eq!(tracker.in_flight(), 1);
+    ready.store(true, Ordering::SeqCst);
+    let joined = tokio::spawn(future).await;
+    assert!(joined.unwrap_err().is_panic());
     assert_eq!(tracker.in_flight(), 0);
 }
 
@@ -658,7 +923,8 @@ async fn readiness_path_match_ignores_the_query_string() {
 
 #[tokio::test]
 async fn exempt_path_is_served_while_draining_and_not_counted() {
-    let (token, layer) = layer();
+    // Admission closes at the cancel, so that the sub-path below is refused.
+    let (token, layer) = refusing_layer();
     let inner = Inner::ok();
     let tracker = layer.tracker();
     let mut service = layer.exempt_path("/metrics").layer(inner.clone());
@@ -742,7 +1008,9 @@ async fn layer_clones_and_their_services_share_one_tracker() {
 async fn layer_drained_shortcut_is_event_driven() {
     // With the clock paused, a polling implementation would need the clock to advance
     // (tokio auto-advances it when idle); an event-driven one resolves at the same instant.
-    let (token, layer) = layer();
+    // Admission closes at the cancel, so that only the release can end the wait (with the
+    // default grace, drained() would wait for the grace's timer).
+    let (token, layer) = refusing_layer();
     let tracker = layer.tracker();
     let guard = tracker.guard().unwrap();
     token.cancel();
