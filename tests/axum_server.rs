@@ -111,8 +111,19 @@ struct Harness {
 }
 
 /// The layer every harness uses unless a test passes its own.
+///
+/// Its harness server is not wired to the drain token and never says goodbye, so nothing is
+/// handed off: the layer has a zero handoff grace, and admission closes the moment the token
+/// is cancelled. Refusals and `drained()` are then observed at once, with no grace timer in
+/// between. The tests of the handoff itself use [`handoff_layer`].
 fn full_layer() -> DrainLayer {
+    handoff_layer(Duration::ZERO)
+}
+
+/// [`full_layer`] with the given handoff grace.
+fn handoff_layer(grace: Duration) -> DrainLayer {
     DrainLayer::new(CancellationToken::new())
+        .handoff_grace(grace)
         .readiness_path("/readyz")
         .liveness_path("/livez")
         .exempt_path("/metrics")
@@ -210,15 +221,51 @@ async fn in_flight_request_completes_with_200_after_drain_starts(proto: Proto) {
     let response = response.expect("an in-flight request failed during the drain");
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(read_body(response.into_body()).await, "slow done");
-    within("drained", h.tracker.drained()).await;
     h.server.finished().await;
+    // The server has closed its connections: admission closes (as `Shutdown::spawn_server`
+    // does), and with nothing in flight the drain is over without waiting for the grace.
+    h.tracker.close();
+    within("drained", h.tracker.drained()).await;
 }
 
-async fn request_after_cancel_gets_503_with_retry_after_and_skips_the_handler(proto: Proto) {
+async fn request_after_cancel_within_the_handoff_grace_is_served(proto: Proto) {
+    // A grace far longer than the test, so that the request surely arrives within it.
+    let h = Harness::start_with(handoff_layer(WAIT), None).await;
+    let mut client = h.client(proto).await;
+    h.token.cancel();
+    let response = client.get("/").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(read_body(response.into_body()).await, "hello");
+    assert_eq!(h.calls(), 1);
+    assert_eq!(h.tracker.admitted_total(), 1);
+    assert_eq!(h.tracker.rejected_total(), 0);
+    h.server.stop().await;
+}
+
+async fn request_after_the_handoff_grace_gets_503(proto: Proto) {
+    const GRACE: Duration = Duration::from_millis(50);
+    let h = Harness::start_with(handoff_layer(GRACE), None).await;
+    let mut client = h.client(proto).await;
+    h.token.cancel();
+    tokio::time::sleep(GRACE).await;
+    let response = client.get("/").await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(h.calls(), 0);
+    assert_eq!(h.tracker.rejected_total(), 1);
+    h.server.stop().await;
+}
+
+async fn request_after_admission_closed_gets_503_with_retry_after_and_skips_the_handler(
+    proto: Proto,
+) {
     let h = Harness::start().await;
     let mut client = h.client(proto).await;
     assert_eq!(status(&mut client, Method::GET, "/").await, StatusCode::OK);
     h.token.cancel();
+    assert!(
+        h.tracker.is_closed(),
+        "a zero grace closes admission at once"
+    );
     let response = client.get("/").await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(header(&response, "retry-after").as_deref(), Some("1"));
@@ -475,6 +522,16 @@ async fn handler_extracts_the_drain_signal_from_extensions(proto: Proto) {
     h.server.stop().await;
 }
 
+async fn handler_admitted_during_the_handoff_sees_draining_in_its_drain_signal(proto: Proto) {
+    let h = Harness::start_with(handoff_layer(WAIT), None).await;
+    let mut client = h.client(proto).await;
+    h.token.cancel();
+    let response = client.get("/signal").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(read_body(response.into_body()).await, "draining=true");
+    h.server.stop().await;
+}
+
 async fn streaming_handler_ends_its_stream_when_the_drain_starts(proto: Proto) {
     let h = Harness::start().await;
     let (_client, response) = within(
@@ -520,7 +577,9 @@ async fn drain_signal_extension_requires_with_drain_signal() {
 
 both_protocols!(
     in_flight_request_completes_with_200_after_drain_starts,
-    request_after_cancel_gets_503_with_retry_after_and_skips_the_handler,
+    request_after_cancel_within_the_handoff_grace_is_served,
+    request_after_the_handoff_grace_gets_503,
+    request_after_admission_closed_gets_503_with_retry_after_and_skips_the_handler,
     announced_requests_are_served_and_only_http1_gets_connection_close,
     streaming_body_counts_until_fully_read,
     panicking_handler_releases_its_guard_and_the_server_keeps_serving,
@@ -535,5 +594,6 @@ both_protocols!(
     liveness_path_stays_200_while_draining,
     exempt_path_is_served_while_draining_and_not_counted,
     handler_extracts_the_drain_signal_from_extensions,
+    handler_admitted_during_the_handoff_sees_draining_in_its_drain_signal,
     streaming_handler_ends_its_stream_when_the_drain_starts,
 );

@@ -27,11 +27,24 @@ struct GrpcServer {
     server: Server,
 }
 
-/// Starts tonic with the drain layer and the health service. The server's own shutdown is
-/// separate from the drain token, so connections stay open after the token is cancelled.
+/// Starts tonic with the drain layer (default handoff grace) and the health service. The
+/// server's own shutdown is separate from the drain token, so connections stay open after the
+/// token is cancelled: the server never says goodbye, and only the handoff grace closes
+/// admission.
 async fn start() -> GrpcServer {
-    let token = CancellationToken::new();
-    let drain = DrainLayer::new(token.clone()).rejection_message(MESSAGE);
+    start_with(DrainLayer::new(CancellationToken::new())).await
+}
+
+/// Like [`start`], with a zero handoff grace: admission closes the moment the token is
+/// cancelled, as if the server had already closed its connections. For the tests of what a
+/// refusal looks like, and of `drained()` waiting for a stream alone.
+async fn start_refusing() -> GrpcServer {
+    start_with(DrainLayer::new(CancellationToken::new()).handoff_grace(Duration::ZERO)).await
+}
+
+async fn start_with(drain: DrainLayer) -> GrpcServer {
+    let token = drain.tracker().token().clone();
+    let drain = drain.rejection_message(MESSAGE);
     let tracker = drain.tracker();
     let (_reporter, health) = tonic_health::server::health_reporter();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -97,7 +110,7 @@ async fn grpc_check_is_still_served_while_announced() {
 }
 
 #[tokio::test]
-async fn grpc_check_gets_unavailable_after_cancel() {
+async fn grpc_check_after_cancel_within_the_handoff_grace_is_served() {
     let s = start().await;
     let mut client = client(&s).await;
     within("check", client.check(check_request()))
@@ -105,9 +118,46 @@ async fn grpc_check_gets_unavailable_after_cancel() {
         .expect("check failed");
 
     s.token.cancel();
+    assert!(s.tracker.is_draining());
+    let response = within("check", client.check(check_request()))
+        .await
+        .expect("a call the connection delivered during the handoff was refused");
+    assert_eq!(response.into_inner().status(), ServingStatus::Serving);
+    assert_eq!(s.tracker.admitted_total(), 2);
+    assert_eq!(s.tracker.rejected_total(), 0);
+    s.server.stop().await;
+}
+
+#[tokio::test]
+async fn grpc_check_after_the_handoff_grace_gets_unavailable() {
+    const GRACE: Duration = Duration::from_millis(50);
+    let s = start_with(DrainLayer::new(CancellationToken::new()).handoff_grace(GRACE)).await;
+    let mut client = client(&s).await;
+    s.token.cancel();
+    tokio::time::sleep(GRACE).await;
     let status = within("check", client.check(check_request()))
         .await
-        .expect_err("a request was admitted while draining");
+        .expect_err("a call was admitted after the handoff grace");
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(status.message(), MESSAGE);
+    assert_eq!(s.tracker.rejected_total(), 1);
+    assert_eq!(s.tracker.admitted_total(), 0);
+    s.server.stop().await;
+}
+
+#[tokio::test]
+async fn grpc_check_after_admission_closed_gets_unavailable() {
+    let s = start_refusing().await;
+    let mut client = client(&s).await;
+    within("check", client.check(check_request()))
+        .await
+        .expect("check failed");
+
+    s.token.cancel();
+    assert!(s.tracker.is_closed());
+    let status = within("check", client.check(check_request()))
+        .await
+        .expect_err("a request was admitted once admission had closed");
     assert_eq!(status.code(), Code::Unavailable);
     // The layer's refusal, not a transport failure (which tonic also reports as Unavailable).
     assert_eq!(status.message(), MESSAGE);
@@ -125,7 +175,7 @@ async fn grpc_check_gets_unavailable_after_cancel() {
 
 #[tokio::test]
 async fn grpc_refusal_on_the_wire_is_trailers_only_http_200_with_grpc_status_14() {
-    let s = start().await;
+    let s = start_refusing().await;
     s.token.cancel();
     let mut raw = Client::connect(s.server.addr, Proto::Http2).await;
     let mut request = raw.request(Method::POST, "/grpc.health.v1.Health/Check");
@@ -156,7 +206,8 @@ async fn grpc_refusal_on_the_wire_is_trailers_only_http_200_with_grpc_status_14(
 
 #[tokio::test]
 async fn grpc_watch_stream_is_counted_until_the_client_drops_it() {
-    let s = start().await;
+    // Admission closes at the cancel: only the open stream can hold drained() up.
+    let s = start_refusing().await;
     let mut client = client(&s).await;
     let mut stream = within("watch", client.watch(check_request()))
         .await
@@ -184,13 +235,13 @@ async fn grpc_watch_stream_is_counted_until_the_client_drops_it() {
 }
 
 #[tokio::test]
-async fn grpc_new_stream_after_cancel_gets_unavailable() {
-    let s = start().await;
+async fn grpc_new_stream_after_admission_closed_gets_unavailable() {
+    let s = start_refusing().await;
     let mut client = client(&s).await;
     s.token.cancel();
     let status = within("watch", client.watch(check_request()))
         .await
-        .expect_err("a stream was admitted while draining");
+        .expect_err("a stream was admitted once admission had closed");
     assert_eq!(status.code(), Code::Unavailable);
     assert_eq!(status.message(), MESSAGE);
     assert_eq!(s.tracker.in_flight(), 0);

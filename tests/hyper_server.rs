@@ -108,8 +108,14 @@ struct Harness {
 impl Harness {
     /// A server whose own shutdown is separate from the drain token, so connections stay
     /// open after the token is cancelled and the layer's answers can be observed.
+    ///
+    /// Such a server never says goodbye, so nothing is handed off: the layer has a zero
+    /// handoff grace, and admission closes the moment the token is cancelled. Refusals and
+    /// `drained()` are then observed at once, with no grace timer in between. The tests of
+    /// the handoff itself build their layer and use [`start_with`](Self::start_with).
     async fn start() -> Self {
-        Self::start_with(DrainLayer::new(CancellationToken::new()), None).await
+        let layer = DrainLayer::new(CancellationToken::new()).handoff_grace(Duration::ZERO);
+        Self::start_with(layer, None).await
     }
 
     /// `server_shutdown`: `None` keeps the server up until the test stops it.
@@ -192,7 +198,8 @@ async fn another_client(h: &Harness, client: &Client) -> Client {
 }
 
 // ---------------------------------------------------------------------------------------
-// In-flight requests finish; new ones are refused.
+// In-flight requests finish; requests during the handoff are served; new ones are refused
+// once admission has closed.
 
 async fn in_flight_request_completes_with_200_after_drain_starts(proto: Proto) {
     // The real set-up: one token drives both the layer and the server's graceful shutdown.
@@ -211,16 +218,59 @@ async fn in_flight_request_completes_with_200_after_drain_starts(proto: Proto) {
     let response = response.expect("an in-flight request must not fail during a drain");
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(read_body(response.into_body()).await, "slow done");
-    within("drained", h.tracker.drained()).await;
     h.server.finished().await;
+    // The server has closed its connections: admission closes (as `Shutdown::spawn_server`
+    // does), and with nothing in flight the drain is over without waiting for the grace.
+    h.tracker.close();
+    within("drained", h.tracker.drained()).await;
 }
 
-async fn request_after_cancel_gets_503_with_retry_after(proto: Proto) {
+async fn request_after_cancel_within_the_handoff_grace_is_served(proto: Proto) {
+    // A grace far longer than the test, so that the request surely arrives within it.
+    let layer = DrainLayer::new(CancellationToken::new()).handoff_grace(WAIT);
+    let h = Harness::start_with(layer, None).await;
+    let mut client = h.client(proto).await;
+    h.token.cancel();
+    assert!(h.tracker.is_draining());
+
+    let response = client.get("/").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    // HTTP/1.1 is told to reconnect elsewhere; HTTP/2 has no such header.
+    let expected_connection = (proto == Proto::Http1).then(|| "close".to_owned());
+    assert_eq!(header(&response, "connection"), expected_connection);
+    assert_eq!(read_body(response.into_body()).await, "hello");
+    assert_eq!(h.calls(), 1);
+    assert_eq!(h.tracker.admitted_total(), 1);
+    assert_eq!(h.tracker.rejected_total(), 0);
+    h.server.stop().await;
+}
+
+async fn request_after_the_handoff_grace_gets_503(proto: Proto) {
+    const GRACE: Duration = Duration::from_millis(50);
+    let layer = DrainLayer::new(CancellationToken::new()).handoff_grace(GRACE);
+    let h = Harness::start_with(layer, None).await;
+    let mut client = h.client(proto).await;
+    h.token.cancel();
+    tokio::time::sleep(GRACE).await;
+
+    let response = client.get("/").await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(h.calls(), 0);
+    assert_eq!(h.tracker.rejected_total(), 1);
+    assert!(h.tracker.is_closed());
+    h.server.stop().await;
+}
+
+async fn request_after_admission_closed_gets_503_with_retry_after(proto: Proto) {
     let h = Harness::start().await;
     let mut client = h.client(proto).await;
     assert_eq!(client.get("/").await.status(), StatusCode::OK);
 
     h.token.cancel();
+    assert!(
+        h.tracker.is_closed(),
+        "a zero grace closes admission at once"
+    );
     let response = client.get("/").await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(header(&response, "retry-after").as_deref(), Some("1"));
@@ -228,7 +278,7 @@ async fn request_after_cancel_gets_503_with_retry_after(proto: Proto) {
     h.server.stop().await;
 }
 
-async fn new_connection_after_cancel_gets_503(proto: Proto) {
+async fn new_connection_after_admission_closed_gets_503(proto: Proto) {
     let h = Harness::start().await;
     h.token.cancel();
     let mut client = h.client(proto).await;
@@ -660,8 +710,10 @@ impl Client {
 
 both_protocols!(
     in_flight_request_completes_with_200_after_drain_starts,
-    request_after_cancel_gets_503_with_retry_after,
-    new_connection_after_cancel_gets_503,
+    request_after_cancel_within_the_handoff_grace_is_served,
+    request_after_the_handoff_grace_gets_503,
+    request_after_admission_closed_gets_503_with_retry_after,
+    new_connection_after_admission_closed_gets_503,
     refused_request_never_reaches_the_handler,
     announced_requests_are_still_served,
     streaming_body_counts_until_fully_read,
