@@ -8,15 +8,16 @@
 //! in parallel do not disturb each other). Run with `--nocapture` to see the absolute numbers.
 //!
 //! That the pass-through path takes no lock is true by construction (`src/tracker.rs`:
-//! `try_admit` and `release` are atomic operations only) and is not something a test can show.
+//! `admit` and `release` are atomic operations only) and is not something a test can show.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use http::{Request, Response, StatusCode};
+use http::{Request, Response, StatusCode, Version};
 use http_body::Body;
 use tokio_util::sync::CancellationToken;
 use tower::limit::ConcurrencyLimitLayer;
@@ -237,7 +238,8 @@ fn router_layer_allocates_no_more_with_drain_than_with_tower_concurrency_limit()
 #[test]
 fn rejection_allocates_a_fixed_small_number_per_request() {
     let token = CancellationToken::new();
-    let layer = DrainLayer::new(token.clone());
+    // A zero handoff grace: admission closes at the cancel, so every request is refused.
+    let layer = DrainLayer::new(token.clone()).handoff_grace(Duration::ZERO);
     let tracker = layer.tracker();
     let mut layered = layer.layer(Hello);
     token.cancel();
@@ -250,11 +252,11 @@ fn rejection_allocates_a_fixed_small_number_per_request() {
 
     println!(
         "rejection: {first} allocations for one request, {total} for {REQUESTS} \
-         (the response's header map)"
+         (the response's header map, the boxed early answer)"
     );
     assert!(
         first <= 4,
-        "a refusal should only allocate its header map, got {first}"
+        "a refusal should only allocate its header map and its boxed answer, got {first}"
     );
     assert_eq!(
         total,
@@ -263,6 +265,39 @@ fn rejection_allocates_a_fixed_small_number_per_request() {
     );
     assert_eq!(tracker.rejected_total(), REQUESTS + 2);
     assert_eq!(tracker.admitted_total(), 0);
+}
+
+/// A request the drain admits during the handoff grace takes the same allocation-free path as
+/// one before the drain.
+#[test]
+fn request_admitted_during_the_handoff_grace_adds_zero_allocations() {
+    let token = CancellationToken::new();
+    let layer = DrainLayer::new(token.clone()).handoff_grace(Duration::from_secs(3600));
+    let tracker = layer.tracker();
+    let mut bare = Hello;
+    let mut layered = layer.layer(Hello);
+    // HTTP/2: an HTTP/1.x response gets `Connection: close` while draining, and inserting
+    // that header allocates the header map. That is the keep-alive rule's cost, not admission's.
+    let request = || {
+        let mut request = hello::request();
+        *request.version_mut() = Version::HTTP_2;
+        request
+    };
+    token.cancel();
+
+    allocations_for_requests(&mut bare, 1, request, StatusCode::OK);
+    allocations_for_requests(&mut layered, 1, request, StatusCode::OK);
+    let bare_total = allocations_for_requests(&mut bare, REQUESTS, request, StatusCode::OK);
+    let layered_total = allocations_for_requests(&mut layered, REQUESTS, request, StatusCode::OK);
+
+    println!(
+        "during the handoff grace, {REQUESTS} requests: bare {bare_total} allocations, \
+         with Drain {layered_total}"
+    );
+    assert_eq!(layered_total, bare_total);
+    assert!(tracker.is_draining());
+    assert_eq!(tracker.admitted_total(), REQUESTS + 1);
+    assert_eq!(tracker.rejected_total(), 0);
 }
 
 /// `with_drain_signal` is opt-in because it allocates; this also shows the counter sees

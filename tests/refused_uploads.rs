@@ -1,6 +1,11 @@
 //! A request refused while draining must get its `503`, even when it carries a body the
-//! inner service never read: on HTTP/1.x the layer reads and discards the body first, so the
-//! connection closes cleanly instead of with a reset that hides the answer.
+//! inner service never read: on HTTP/1.x the layer reads and discards the body first (within
+//! a byte budget and a time limit), so the connection closes cleanly instead of with a reset
+//! that hides the answer.
+//!
+//! Every layer here refuses from the moment its token is cancelled ([`refusing_layer`]): the
+//! servers are not wired to the token and never say goodbye, so there is no handoff to wait
+//! for, and what is tested is the refusal itself.
 
 mod support;
 
@@ -8,6 +13,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, Version};
@@ -20,6 +26,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_drain::DrainLayer;
+
+/// A layer whose admission closes when `token` is cancelled (a zero handoff grace), as if the
+/// server had already closed its connections.
+fn refusing_layer(token: CancellationToken) -> DrainLayer {
+    DrainLayer::new(token).handoff_grace(Duration::ZERO)
+}
 
 async fn echo_len(
     request: Request<hyper::body::Incoming>,
@@ -35,7 +47,7 @@ async fn echo_len(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http1_refused_upload_gets_its_503_not_a_reset() {
     let token = CancellationToken::new();
-    let drain = DrainLayer::new(token.clone());
+    let drain = refusing_layer(token.clone());
     let service = ServiceBuilder::new()
         .layer(drain.clone())
         .service_fn(echo_len);
@@ -63,7 +75,7 @@ async fn http1_refused_upload_gets_its_503_not_a_reset() {
 async fn http1_refusal_with_expect_continue_is_answered_without_asking_for_the_body() {
     let token = CancellationToken::new();
     let service = ServiceBuilder::new()
-        .layer(DrainLayer::new(token.clone()))
+        .layer(refusing_layer(token.clone()))
         .service_fn(echo_len);
     let server = serve_hyper(service, CancellationToken::new()).await;
     token.cancel();
@@ -133,7 +145,7 @@ fn upload(version: Version) -> Request<Stalled> {
 #[tokio::test]
 async fn refused_http1_body_is_read_before_the_answer_and_not_counted() {
     let token = CancellationToken::new();
-    let drain = DrainLayer::new(token.clone());
+    let drain = refusing_layer(token.clone());
     token.cancel();
     let mut answer = std::pin::pin!(refusing(drain.clone()).oneshot(upload(Version::HTTP_11)));
     // The body never ends, so the answer waits for it; meanwhile nothing counts as in flight.
@@ -149,7 +161,7 @@ async fn refused_http2_body_is_not_read() {
     token.cancel();
     let response = within(
         "the answer",
-        refusing(DrainLayer::new(token)).oneshot(upload(Version::HTTP_2)),
+        refusing(refusing_layer(token)).oneshot(upload(Version::HTTP_2)),
     )
     .await
     .unwrap();
@@ -160,7 +172,7 @@ async fn refused_http2_body_is_not_read() {
 async fn refused_body_declared_larger_than_the_limit_is_not_read() {
     let token = CancellationToken::new();
     token.cancel();
-    let layer = DrainLayer::new(token).refused_body_limit(1024);
+    let layer = refusing_layer(token).refused_body_limit(1024);
     let mut request = upload(Version::HTTP_11);
     request
         .headers_mut()
@@ -175,7 +187,7 @@ async fn refused_body_declared_larger_than_the_limit_is_not_read() {
 async fn refused_body_limit_zero_answers_at_once() {
     let token = CancellationToken::new();
     token.cancel();
-    let layer = DrainLayer::new(token).refused_body_limit(0);
+    let layer = refusing_layer(token).refused_body_limit(0);
     let response = within(
         "the answer",
         refusing(layer).oneshot(upload(Version::HTTP_11)),
@@ -183,6 +195,38 @@ async fn refused_body_limit_zero_answers_at_once() {
     .await
     .unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stalled_refused_http1_body_is_read_for_one_second_by_default_then_answered() {
+    let token = CancellationToken::new();
+    let layer = refusing_layer(token.clone());
+    token.cancel();
+    let started = tokio::time::Instant::now();
+    let response = within(
+        "the answer",
+        refusing(layer).oneshot(upload(Version::HTTP_11)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn refused_body_timeout_option_bounds_the_read_of_a_stalled_body() {
+    let token = CancellationToken::new();
+    let layer = refusing_layer(token.clone()).refused_body_timeout(Duration::from_millis(50));
+    token.cancel();
+    let started = tokio::time::Instant::now();
+    let response = within(
+        "the answer",
+        refusing(layer).oneshot(upload(Version::HTTP_11)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(started.elapsed(), Duration::from_millis(50));
 }
 
 #[tokio::test]
