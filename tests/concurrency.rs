@@ -1,11 +1,18 @@
 //! Adversarial timing across threads: many clients (real TCP, HTTP/1.1 and HTTP/2) and many
-//! tasks and threads hammer the layer while the token is cancelled at a random moment.
+//! tasks and threads hammer the layer while the token is cancelled and admission closes at
+//! random moments.
 //!
 //! What must hold whatever the interleaving:
 //! * every request ends as `200` (admitted) or `503` (refused), never as a connection error;
+//! * nothing is refused before admission closes (requests during the handoff are served);
 //! * `admitted_total() + rejected_total()` equals the number of requests sent;
 //! * `in_flight()` returns to 0 and never underflows;
 //! * no request is admitted after `drained()` resolved, and `drained()` always wakes.
+//!
+//! Admission closes either by `close()` (the server has gone) or when a short handoff grace
+//! runs out; where a test is about something else (guards, the last release), its layer has a
+//! zero grace, so that `drained()` waits for nothing but the work in flight and no test waits
+//! out a grace in a loop.
 //!
 //! Bounded: a few thousand requests, seconds of run time. The random seed is printed so a
 //! failure can be replayed with `TOWER_DRAIN_SEED=<seed>`.
@@ -142,7 +149,8 @@ const TOTAL: u64 = CLIENTS * REQUESTS_PER_CLIENT;
 async fn many_clients_across_a_drain(proto: Proto, name: &str) {
     let mut rng = Rng::new(name);
     let token = CancellationToken::new();
-    let layer = DrainLayer::new(token.clone());
+    // Admission closes when the test calls `close()`, never by itself during the test.
+    let layer = DrainLayer::new(token.clone()).handoff_grace(Duration::from_secs(3600));
     let tracker = layer.tracker();
     let stamps = Stamps::new();
 
@@ -160,16 +168,23 @@ async fn many_clients_across_a_drain(proto: Proto, name: &str) {
     let watcher = watch_drained(&tracker, &stamps);
 
     let outcomes = Arc::new(Outcomes::default());
-    // Cancel once a random number of responses (between 10% and 90%) has come back.
-    let cancel_after = TOTAL / 10 + rng.below(TOTAL * 8 / 10);
+    // Cancel once a random number of responses (between 10% and 50%) has come back, and close
+    // admission (the server has gone) once a random number more (up to 40%) has.
+    let cancel_after = TOTAL / 10 + rng.below(TOTAL * 4 / 10);
+    let close_after = cancel_after + 1 + rng.below(TOTAL * 4 / 10);
     let canceller = tokio::spawn({
         let outcomes = outcomes.clone();
         let token = token.clone();
+        let tracker = tracker.clone();
         async move {
             while outcomes.done() < cancel_after {
                 tokio::task::yield_now().await;
             }
             token.cancel();
+            while outcomes.done() < close_after {
+                tokio::task::yield_now().await;
+            }
+            tracker.close();
         }
     });
 
@@ -218,7 +233,10 @@ async fn many_clients_across_a_drain(proto: Proto, name: &str) {
 
     let ok = outcomes.ok.load(Ordering::SeqCst);
     let unavailable = outcomes.unavailable.load(Ordering::SeqCst);
-    eprintln!("{name}: {ok} × 200, {unavailable} × 503, cancel after {cancel_after}");
+    eprintln!(
+        "{name}: {ok} × 200, {unavailable} × 503, cancel after {cancel_after}, \
+         close after {close_after}"
+    );
     assert_eq!(outcomes.sent.load(Ordering::SeqCst), TOTAL);
     assert_eq!(ok + unavailable, TOTAL);
     assert_eq!(tracker.admitted_total() + tracker.rejected_total(), TOTAL);
@@ -233,9 +251,10 @@ async fn many_clients_across_a_drain(proto: Proto, name: &str) {
         ok,
         "the handler ran exactly for the admitted requests"
     );
+    // The responses counted before the close were all decided before it.
     assert!(
-        ok >= cancel_after,
-        "a request was refused before the cancel"
+        ok >= close_after,
+        "a request was refused before admission closed (during the handoff)"
     );
     assert_eq!(tracker.in_flight(), 0);
     stamps.check_order();
@@ -272,17 +291,39 @@ async fn http2_clients_racing_a_drain_get_only_200_or_503_and_counts_add_up() {
     .await;
 }
 
+/// How admission closes in a round of the service-call race below.
+#[derive(Clone, Copy, Debug)]
+enum Closing {
+    /// `close()` once this many calls have completed (after the cancel).
+    Close { after: u64 },
+    /// By itself, this long after the cancel.
+    Grace(Duration),
+}
+
 /// The service called directly from many tasks (no network, so many more requests), the
-/// token cancelled from another task at a random moment, in several rounds.
+/// token cancelled from another task at a random moment, and admission closed at another
+/// (by `close()` or by the end of a short handoff grace, in alternate rounds).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn service_calls_racing_a_drain_are_never_admitted_after_drained() {
     let mut rng = Rng::new("service_calls_racing_a_drain_are_never_admitted_after_drained");
     const ROUNDS: u64 = 20;
     const TASKS: u64 = 8;
     const CALLS: u64 = 250;
-    for _ in 0..ROUNDS {
+    for round in 0..ROUNDS {
         let token = CancellationToken::new();
-        let layer = DrainLayer::new(token.clone());
+        let cancel_after = rng.below(TASKS * CALLS);
+        let closing = if round % 2 == 0 {
+            Closing::Close {
+                after: cancel_after + rng.below(TASKS * CALLS - cancel_after + 1),
+            }
+        } else {
+            Closing::Grace(Duration::from_micros(rng.below(2_000)))
+        };
+        let grace = match closing {
+            Closing::Close { .. } => Duration::from_secs(3600),
+            Closing::Grace(grace) => grace,
+        };
+        let layer = DrainLayer::new(token.clone()).handoff_grace(grace);
         let tracker = layer.tracker();
         let stamps = Stamps::new();
         let handler_stamps = stamps.clone();
@@ -296,14 +337,20 @@ async fn service_calls_racing_a_drain_are_never_admitted_after_drained() {
         }));
         let watcher = watch_drained(&tracker, &stamps);
         let progress = Arc::new(AtomicU64::new(0));
-        let cancel_after = rng.below(TASKS * CALLS);
         let canceller = tokio::spawn({
             let progress = progress.clone();
+            let tracker = tracker.clone();
             async move {
                 while progress.load(Ordering::SeqCst) < cancel_after {
                     tokio::task::yield_now().await;
                 }
                 token.cancel();
+                if let Closing::Close { after } = closing {
+                    while progress.load(Ordering::SeqCst) < after {
+                        tokio::task::yield_now().await;
+                    }
+                    tracker.close();
+                }
             }
         });
         let mut tasks = Vec::new();
@@ -341,10 +388,17 @@ async fn service_calls_racing_a_drain_are_never_admitted_after_drained() {
         }
         within("the canceller", canceller).await.unwrap();
         within("drained() to wake", watcher).await.unwrap();
-        assert_eq!(ok + refused, TASKS * CALLS);
+        assert_eq!(ok + refused, TASKS * CALLS, "{closing:?}");
         assert_eq!(tracker.admitted_total(), ok);
         assert_eq!(tracker.rejected_total(), refused);
         assert_eq!(tracker.in_flight(), 0);
+        if let Closing::Close { after } = closing {
+            // The calls counted before the close were all decided before it.
+            assert!(
+                ok >= after,
+                "a call was refused before admission closed: {ok} served, close after {after}"
+            );
+        }
         stamps.check_order();
     }
 }
@@ -361,7 +415,12 @@ fn guards_racing_a_cancel_on_threads_never_underflow_and_drained_always_wakes() 
         Rng::new("guards_racing_a_cancel_on_threads_never_underflow_and_drained_always_wakes");
     for _ in 0..ROUNDS {
         let token = CancellationToken::new();
-        let tracker = DrainLayer::new(token.clone()).tracker();
+        // Guards are refused from the cancel whatever the grace; a zero grace makes drained()
+        // wait for the guards alone (not for a grace after them), so it is their last release
+        // that must wake the waiters.
+        let tracker = DrainLayer::new(token.clone())
+            .handoff_grace(Duration::ZERO)
+            .tracker();
         let start = Arc::new(Barrier::new(WORKERS + WAITERS + 1));
         let spin_before_cancel = rng.below(2_000);
 
@@ -457,7 +516,10 @@ fn last_release_racing_a_new_waiter_never_loses_the_wake_up() {
         .unwrap();
     for _ in 0..ROUNDS {
         let token = CancellationToken::new();
-        let tracker = DrainLayer::new(token.clone()).tracker();
+        // Admission closes at the cancel: only the last release can end the wait.
+        let tracker = DrainLayer::new(token.clone())
+            .handoff_grace(Duration::ZERO)
+            .tracker();
         let guard = tracker.guard().unwrap();
         token.cancel();
         let spin = rng.below(500);
@@ -484,5 +546,56 @@ fn last_release_racing_a_new_waiter_never_loses_the_wake_up() {
         });
         releaser.join().unwrap();
         assert_eq!(tracker.in_flight(), 0);
+    }
+}
+
+/// `close()` (the server has gone) racing the last release on another thread, with a waiter
+/// on `drained()` registering around them: whichever comes second must wake it. The grace is
+/// far too long to end the wait by itself, so a lost wake-up fails the test.
+#[test]
+fn close_racing_the_last_release_never_loses_the_wake_up() {
+    const ROUNDS: usize = 300;
+    let mut rng = Rng::new("close_racing_the_last_release_never_loses_the_wake_up");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    for _ in 0..ROUNDS {
+        let token = CancellationToken::new();
+        let tracker = DrainLayer::new(token.clone())
+            .handoff_grace(Duration::from_secs(3600))
+            .tracker();
+        let guard = tracker.guard().unwrap();
+        token.cancel();
+        let (spin_release, spin_close) = (rng.below(500), rng.below(500));
+        let start = Arc::new(Barrier::new(2));
+        let releaser = thread::spawn({
+            let start = start.clone();
+            move || {
+                start.wait();
+                for _ in 0..spin_release {
+                    std::hint::spin_loop();
+                }
+                drop(guard);
+            }
+        });
+        let waiter = runtime.spawn({
+            let tracker = tracker.clone();
+            async move { tracker.drained().await }
+        });
+        start.wait();
+        for _ in 0..spin_close {
+            std::hint::spin_loop();
+        }
+        tracker.close();
+        runtime.block_on(async {
+            within("drained() racing the close and the last release", waiter)
+                .await
+                .unwrap();
+        });
+        releaser.join().unwrap();
+        assert_eq!(tracker.in_flight(), 0);
+        assert!(tracker.is_drained());
     }
 }
