@@ -8,6 +8,7 @@ use std::task::{ready, Context, Poll};
 use pin_project_lite::pin_project;
 
 use crate::loom::sync::Notified;
+use crate::loom::time::{sleep_until, Sleep};
 use crate::tracker::{Progress, Shared};
 
 pin_project! {
@@ -57,7 +58,7 @@ pin_project! {
         shared: &'a Shared,
         // The end of the handoff grace, armed only while nothing is in flight and admission
         // is still open: the one moment no wake-up would come by itself.
-        grace: Option<Pin<Box<tokio::time::Sleep>>>,
+        grace: Option<Pin<Box<Sleep>>>,
     }
 }
 
@@ -81,9 +82,7 @@ impl Future for Drained<'_> {
             match me.shared.progress() {
                 Progress::Drained => return Poll::Ready(()),
                 Progress::Grace(end) => {
-                    let sleep = me
-                        .grace
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(end)));
+                    let sleep = me.grace.get_or_insert_with(|| Box::pin(sleep_until(end)));
                     if sleep.as_mut().poll(cx).is_ready() {
                         me.shared.grace_ended();
                         continue;

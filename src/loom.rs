@@ -4,6 +4,35 @@
 //! `RUSTFLAGS="--cfg loom" cargo test --release --test loom` explores all interleavings of
 //! the real tracker code. This mirrors tokio-util's `src/loom.rs`.
 
+/// The grace timer of `Drained`. loom does not model time: under loom the timer never fires,
+/// and the models end the grace with `ConnectionTracker::close`, which wakes waiters itself.
+#[cfg(not(loom))]
+pub(crate) mod time {
+    pub(crate) use tokio::time::{sleep_until, Sleep};
+}
+
+#[cfg(loom)]
+pub(crate) mod time {
+    /// A timer that never fires.
+    #[derive(Debug)]
+    pub(crate) struct Sleep(());
+
+    pub(crate) fn sleep_until(_deadline: tokio::time::Instant) -> Sleep {
+        Sleep(())
+    }
+
+    impl std::future::Future for Sleep {
+        type Output = ();
+
+        fn poll(
+            self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<()> {
+            std::task::Poll::Pending
+        }
+    }
+}
+
 #[cfg(not(loom))]
 pub(crate) mod sync {
     pub(crate) use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
