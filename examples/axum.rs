@@ -30,7 +30,6 @@ mod env;
 #[path = "support/routes.rs"]
 mod routes;
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -157,24 +156,17 @@ async fn serve(config: env::Settings) -> Result<ExitCode, String> {
         "serving on {bound}; send SIGTERM or press Ctrl-C to shut down"
     );
 
-    // The server's own graceful shutdown follows the drain token: it stops accepting at the
-    // moment the layer starts refusing.
-    let server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.drain_token().cancelled_owned())
-            .into_future(),
+    // The server's own graceful shutdown follows the drain token: when the drain begins it
+    // stops accepting and says goodbye to every connection (HTTP/2 `GOAWAY`, HTTP/1.1 close
+    // after the response in progress). It runs in the sequence, so the drain ends once every
+    // connection has closed, every response written, or at the drain deadline.
+    shutdown.spawn_server(
+        "http",
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.drain_token().cancelled_owned()),
     );
 
     let report = shutdown.run().await;
     println!("{report}");
-
-    // Connections close once idle; a request hung past the drain deadline is not waited for.
-    match tokio::time::timeout(Duration::from_secs(1), server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::warn!("server error: {e}"),
-        Ok(Err(e)) => tracing::warn!("server task failed: {e}"),
-        Err(_) => tracing::warn!("server still had open connections; exiting anyway"),
-    }
 
     let misuses = pool.used_after_close.load(Ordering::Relaxed);
     if misuses > 0 {

@@ -23,7 +23,6 @@
 #[path = "support/routes.rs"]
 mod routes;
 
-use std::future::IntoFuture;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -93,10 +92,11 @@ async fn demo() -> Result<ExitCode, String> {
     let addr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the bound address: {e}"))?;
-    let server = tokio::spawn(
+    // Part of the sequence: the drain ends when every response has been written.
+    shutdown.spawn_server(
+        "http",
         axum::serve(listener, routes::routes().layer(drain))
-            .with_graceful_shutdown(shutdown.drain_token().cancelled_owned())
-            .into_future(),
+            .with_graceful_shutdown(shutdown.drain_token().cancelled_owned()),
     );
     say(format!("server listening on {addr}"));
 
@@ -189,7 +189,7 @@ async fn demo() -> Result<ExitCode, String> {
     });
 
     let report = shutdown.run().await;
-    let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
+    // The clients' last answers are already written: collect their tally.
     for client in clients {
         let _ = tokio::time::timeout(Duration::from_secs(1), client).await;
     }

@@ -12,7 +12,9 @@
 //!   `GET /readyz` and `GET /livez` (answered by the layer).
 //! - The accept loop stops when the drain token is cancelled, and `GracefulShutdown` then
 //!   tells every connection to finish: HTTP/1.1 connections close once idle, HTTP/2 ones get
-//!   `GOAWAY`. The layer refuses whatever still arrives on them with `503`.
+//!   `GOAWAY`. What the connections still deliver during that goodbye is served.
+//! - The server runs in the sequence (`spawn_server`): the drain ends once every connection
+//!   has closed, every response written, or at the drain deadline, when it is cut.
 
 #[path = "support/env.rs"]
 mod env;
@@ -86,7 +88,7 @@ async fn serve(settings: env::Settings) -> Result<ExitCode, String> {
     let drain = DrainLayer::new(CancellationToken::new())
         .readiness_path("/readyz")
         .liveness_path("/livez");
-    let shutdown = Shutdown::builder(&drain)
+    let mut shutdown = Shutdown::builder(&drain)
         .notice_period(notice)
         .drain_timeout(drain_timeout)
         .overall_timeout(notice + drain_timeout + Duration::from_secs(8))
@@ -99,7 +101,7 @@ async fn serve(settings: env::Settings) -> Result<ExitCode, String> {
     tracing::info!("serving on {bound}; send SIGTERM or press Ctrl-C to shut down");
 
     let token = shutdown.drain_token();
-    let server = tokio::spawn(async move {
+    let server = async move {
         let builder = auto::Builder::new(TokioExecutor::new());
         let graceful = GracefulShutdown::new();
         loop {
@@ -132,12 +134,13 @@ async fn serve(settings: env::Settings) -> Result<ExitCode, String> {
             }
         }
         drop(listener);
+        // Completes once every connection has closed: every response written.
         graceful.shutdown().await;
-    });
+        Ok::<(), std::io::Error>(())
+    };
+    shutdown.spawn_server("http", server);
 
     let report = shutdown.run().await;
     println!("{report}");
-    // Connections end once idle; one hung past the drain deadline is not waited for.
-    let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
     Ok(env::exit_code(report.exit_code()))
 }

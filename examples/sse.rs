@@ -19,7 +19,6 @@
 mod env;
 
 use std::convert::Infallible;
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -91,7 +90,7 @@ async fn serve(settings: env::Settings) -> Result<ExitCode, String> {
         .readiness_path("/readyz")
         .liveness_path("/livez")
         .with_drain_signal();
-    let shutdown = Shutdown::builder(&drain)
+    let mut shutdown = Shutdown::builder(&drain)
         .notice_period(notice)
         .drain_timeout(drain_timeout)
         .overall_timeout(notice + drain_timeout + Duration::from_secs(8))
@@ -102,14 +101,12 @@ async fn serve(settings: env::Settings) -> Result<ExitCode, String> {
     let listener = env::bind(addr).await?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!("try: curl -N http://{bound}/events, then send SIGTERM or press Ctrl-C");
-    let server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.drain_token().cancelled_owned())
-            .into_future(),
+    shutdown.spawn_server(
+        "http",
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.drain_token().cancelled_owned()),
     );
 
     let report = shutdown.run().await;
     println!("{report}");
-    let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
     Ok(env::exit_code(report.exit_code()))
 }
