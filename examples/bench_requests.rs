@@ -70,7 +70,9 @@ fn main() -> ExitCode {
         "bare" => serve(&mut Hello, n),
         "drain" => serve(&mut drain.layer(Hello), n),
         "drain_refused" => {
+            // Admission closed: the server has gone, every request is refused.
             token.cancel();
+            drain.tracker().close();
             serve(&mut drain.layer(Hello), n)
         }
         "concurrency_limit" => serve(&mut ConcurrencyLimitLayer::new(1 << 20).layer(Hello), n),
