@@ -5,10 +5,12 @@
 //! provides the pieces, built on a [`CancellationToken`](tokio_util::sync::CancellationToken):
 //!
 //! * [`DrainLayer`]: a tower layer that counts every request until its response **body** has
-//!   ended, and once the token is cancelled refuses new requests with `503` (gRPC:
-//!   `UNAVAILABLE`) without calling your service, so clients can retry them elsewhere.
+//!   ended. Once the token is cancelled it serves what the protocol's own goodbye hands over
+//!   (HTTP/2 streams before the final `GOAWAY`, HTTP/1.x requests already on the wire), and
+//!   once admission has closed it refuses the rest with `503` (gRPC: `UNAVAILABLE`) without
+//!   calling your service ([what is refused, and when](DrainLayer#what-is-refused-and-when)).
 //! * [`ConnectionTracker`]: the shared count. [`ConnectionTracker::drained`] resolves when
-//!   draining has started and nothing is in flight: event driven, no polling, no lost wake-up.
+//!   admission has closed and nothing is in flight: event driven, no polling, no lost wake-up.
 //! * [`ReadinessService`] (or [`DrainLayer::readiness_path`]): a readiness probe that fails the
 //!   moment shutdown begins, before anything is refused.
 //! * [`DrainSignal`]: lets long streams (SSE, WebSockets) notice the drain and end themselves.
@@ -19,11 +21,17 @@
 //!    sending new traffic; HTTP/1.x responses carry `Connection: close`.
 //! 2. **Notice period** (a few seconds on Kubernetes): requests are still served normally
 //!    while endpoints are removed everywhere.
-//! 3. **Drain**: cancel the token. The layer refuses new requests; the server stops accepting
-//!    (`with_graceful_shutdown`, `serve_with_shutdown`) and sends HTTP/2 `GOAWAY`.
-//! 4. **Wait** for [`ConnectionTracker::drained`], bounded by a deadline
-//!    ([`ConnectionTracker::drained_timeout`]).
+//! 3. **Drain**: cancel the token. The server stops accepting and says goodbye to each
+//!    connection (`with_graceful_shutdown`, `serve_with_shutdown`: HTTP/2 `GOAWAY`, HTTP/1.x
+//!    close after the response in progress); the layer serves what those connections still
+//!    deliver.
+//! 4. **Wait**, bounded by a deadline, for the server to close its connections (then every
+//!    response byte is written, and nothing more can arrive: [`ConnectionTracker::close`]) and
+//!    for [`ConnectionTracker::drained`].
 //! 5. **Close shared resources** (the database pool) last.
+//!
+//! [`Shutdown`] runs this sequence for the whole process, with the server given to
+//! [`Shutdown::spawn_server`]; the example below spells it out by hand.
 //!
 //! # Example
 //!
@@ -57,11 +65,18 @@
 //! tracker.announce_shutdown(); // 1. readiness fails
 //! # let notice = Duration::ZERO;
 //! tokio::time::sleep(notice).await; // 2. notice period
-//! token.cancel(); // 3. refuse new requests, stop accepting
-//! if let Err(stragglers) = tracker.drained_timeout(Duration::from_secs(25)).await {
-//!     eprintln!("{stragglers}"); // 4. bounded wait
+//! token.cancel(); // 3. stop accepting, say goodbye to every connection
+//!
+//! // 4. Bounded wait: the server closes its connections (every response written), after
+//! // which nothing more can arrive; then nothing is in flight.
+//! let deadline = tokio::time::Instant::now() + Duration::from_secs(25);
+//! if let Ok(served) = tokio::time::timeout_at(deadline, server).await {
+//!     served??;
+//!     tracker.close();
 //! }
-//! server.await??;
+//! if tokio::time::timeout_at(deadline, tracker.drained()).await.is_err() {
+//!     eprintln!("{} requests still in flight at the deadline", tracker.in_flight());
+//! }
 //! // 5. close the pool here
 //! # Ok(())
 //! # }
@@ -72,7 +87,8 @@
 //! A request that passes through costs two atomic loads (one only on HTTP/1.x), three atomic
 //! read-modify-writes on the tracker (admit, count, release) and an `Arc` clone and drop for
 //! the guard: no lock and no heap allocation (the `no_alloc` test proves the latter with a
-//! counting allocator; README § Performance has the measurements). The token is mirrored into the tracker's
+//! counting allocator; README § Performance has the measurements). Once the drain has begun,
+//! admission also reads the clock, to end the handoff grace. The token is mirrored into the tracker's
 //! own atomic, so `CancellationToken::is_cancelled` (which locks a mutex) is never called per
 //! request.
 #![forbid(unsafe_code)]

@@ -5,8 +5,10 @@
 //!
 //! 1. fails readiness ([`announce_shutdown`](crate::ConnectionTracker::announce_shutdown))
 //!    while still serving, for a **notice period**, so load balancers move traffic away;
-//! 2. cancels the drain token: the layer refuses new requests, the server stops accepting;
-//!    waits for the requests in flight up to the **drain deadline**;
+//! 2. cancels the drain token: the servers given to [`Shutdown::spawn_server`] stop accepting
+//!    and say goodbye to their connections; waits, up to the **drain deadline**, until they
+//!    have closed every connection (every response written) and nothing is in flight, then
+//!    closes admission;
 //! 3. cancels the **background tasks** spawned with [`Shutdown::spawn_task`] and waits for
 //!    them up to their deadline, aborting the rest;
 //! 4. runs the **cleanup hooks** ([`Shutdown::on_cleanup`]) in reverse order of
@@ -20,14 +22,14 @@
 //! # Example
 //!
 //! ```no_run
-//! use std::future::IntoFuture;
+//! use std::process::ExitCode;
 //! use std::time::Duration;
 //! use axum::{routing::get, Router};
 //! use tokio_util::sync::CancellationToken;
 //! use tower_drain::{DrainLayer, Shutdown};
 //!
 //! #[tokio::main]
-//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
 //!     let drain = DrainLayer::new(CancellationToken::new())
 //!         .readiness_path("/readyz")
 //!         .liveness_path("/livez");
@@ -57,15 +59,15 @@
 //!
 //!     let app = Router::new().route("/", get(|| async { "hello" })).layer(drain);
 //!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-//!     let server = tokio::spawn(
+//!     // The server is part of the sequence: the drain ends when it has written every response.
+//!     shutdown.spawn_server(
+//!         "http",
 //!         axum::serve(listener, app)
-//!             .with_graceful_shutdown(shutdown.drain_token().cancelled_owned())
-//!             .into_future(),
+//!             .with_graceful_shutdown(shutdown.drain_token().cancelled_owned()),
 //!     );
 //!
 //!     let report = shutdown.run().await; // waits for SIGTERM, then runs the sequence
-//!     let _ = server.await;
-//!     std::process::exit(report.exit_code());
+//!     Ok(ExitCode::from(report.exit_code() as u8)) // 0, 1, 130 or 143
 //! }
 //! ```
 
@@ -104,8 +106,8 @@ use trigger::Triggers;
 /// The shutdown sequence for the whole process. See the [module docs](self) for an example.
 ///
 /// Build one with [`Shutdown::builder`] when the process starts, register background tasks
-/// and cleanup hooks, wire the server to [`drain_token`](Self::drain_token), then await
-/// [`run`](Self::run).
+/// and cleanup hooks, give it the server ([`spawn_server`](Self::spawn_server)) wired to the
+/// [`drain_token`](Self::drain_token), then await [`run`](Self::run).
 pub struct Shutdown {
     plan: Plan,
     triggers: Triggers,
@@ -122,8 +124,9 @@ impl Shutdown {
     }
 
     /// The layer's token, cancelled when the drain starts (after the notice period). Wire
-    /// the server's own graceful shutdown to it, so that it stops accepting and sends HTTP/2
-    /// `GOAWAY` at the same moment the layer starts refusing:
+    /// the server's own graceful shutdown to it, so that it stops accepting and says goodbye to
+    /// its connections (HTTP/2 `GOAWAY`) when the drain begins, and give that server to
+    /// [`spawn_server`](Self::spawn_server):
     ///
     /// * axum: `axum::serve(..).with_graceful_shutdown(token.cancelled_owned())`
     /// * tonic: `Server::builder()..serve_with_shutdown(addr, token.cancelled_owned())`

@@ -44,9 +44,11 @@ impl Shutdown {
     ///    `503`, HTTP/1.x responses carry `Connection: close`;
     ///    [`started_token`](Self::started_token) is cancelled.
     /// 3. **Notice period**: requests are still served.
-    /// 4. **Drain**: the [drain token](Self::drain_token) is cancelled (the layer refuses new
-    ///    requests, the server stops accepting); waits for
-    ///    [`drained`](crate::ConnectionTracker::drained) up to the drain deadline.
+    /// 4. **Drain**: the [drain token](Self::drain_token) is cancelled (the servers stop
+    ///    accepting and say goodbye to their connections); waits, up to the drain deadline,
+    ///    for the [servers](Self::spawn_server) to close every connection, then closes
+    ///    admission and waits for [`drained`](crate::ConnectionTracker::drained). Servers still
+    ///    open at the deadline are cut.
     /// 5. **Tasks**: their tokens are cancelled; waits for them up to their deadline, then
     ///    aborts the rest.
     /// 6. **Cleanup**: hooks in reverse order of registration, each under its own timeout.
