@@ -48,6 +48,14 @@ use crate::tracker::ConnectionTracker;
 /// not lost to a reset when the connection closes
 /// ([`refused_body_limit`](Self::refused_body_limit)).
 ///
+/// An HTTP/2 stream is best refused with `RST_STREAM(REFUSED_STREAM)`, which clients (and
+/// gRPC's transparent retry) retry on their own. A middleware can only ask for that through
+/// its service error, which hyper turns into a reset: axum's services cannot fail
+/// (`Infallible`), and tonic turns service errors into a status response. So the layer answers
+/// `503`/`UNAVAILABLE`, and relies on the server for the lossless part: a server wired to the
+/// token refuses streams past its final `GOAWAY` itself, and admission only closes once that
+/// server has closed its connections (or the grace has passed).
+///
 /// Clones share one [`ConnectionTracker`]; apply clones of one layer to every server of the
 /// process (HTTP and gRPC alike) so a single drain covers them all.
 ///
