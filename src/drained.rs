@@ -122,6 +122,14 @@ impl<'a> Draining<'a> {
             wait: WaitFor::new(shared, Shared::is_draining),
         }
     }
+
+    /// Resolves once readiness fails instead: shutdown announced, or draining.
+    #[cfg(feature = "serve")]
+    pub(crate) fn announced(shared: &'a Shared) -> Self {
+        Self {
+            wait: WaitFor::new(shared, |shared| !shared.is_ready()),
+        }
+    }
 }
 
 impl Future for Draining<'_> {

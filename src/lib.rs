@@ -102,6 +102,7 @@
 
 mod body;
 mod config;
+mod connections;
 mod discard;
 mod drained;
 mod error;
@@ -112,6 +113,9 @@ mod layer;
 mod loom;
 mod readiness;
 mod reject;
+#[cfg(feature = "serve")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serve")))]
+pub mod serve;
 mod service;
 #[cfg(feature = "shutdown")]
 #[cfg_attr(docsrs, doc(cfg(feature = "shutdown")))]
@@ -121,12 +125,16 @@ mod token_watch;
 mod tracker;
 
 pub use body::{EarlyBody, ResponseBody};
+pub use connections::{ConnectionCounts, LastRequest, OpenConnection};
 pub use drained::{Drained, Draining};
 pub use error::DrainTimeout;
 pub use future::ResponseFuture;
 pub use guard::InFlightGuard;
 pub use layer::DrainLayer;
 pub use readiness::ReadinessService;
+#[cfg(feature = "serve")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serve")))]
+pub use serve::{serve, Serve};
 pub use service::Drain;
 #[cfg(feature = "shutdown")]
 #[cfg_attr(docsrs, doc(cfg(feature = "shutdown")))]

@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::connections::{ConnectionCounts, Connections};
 use crate::drained::{Drained, Draining};
 use crate::error::DrainTimeout;
 use crate::guard::InFlightGuard;
@@ -113,6 +114,8 @@ pub(crate) struct Shared {
     /// When the drain began; admission closes by itself one grace later. Set once, just
     /// before `DRAINING`.
     drain_started: OnceLock<Instant>,
+    /// The connections `serve` owns, for the report.
+    pub(crate) connections: Arc<Connections>,
     token: CancellationToken,
     /// Keeps the registration on the token alive; cancelled (and the cycle broken) on drop.
     watch: Arc<TokenWatch>,
@@ -128,6 +131,7 @@ impl ConnectionTracker {
             rejected: AtomicU64::new(0),
             grace_nanos: AtomicU64::new(DEFAULT_HANDOFF_GRACE.as_nanos() as u64),
             drain_started: OnceLock::new(),
+            connections: Arc::default(),
             watch: TokenWatch::new(token.clone(), weak.clone()),
             token,
         });
@@ -288,6 +292,17 @@ impl ConnectionTracker {
     pub fn draining(&self) -> Draining<'_> {
         Draining::new(&self.shared)
     }
+
+    /// Waits until shutdown is announced (or draining starts): readiness fails from then on.
+    #[cfg(feature = "serve")]
+    pub(crate) fn announced(&self) -> Draining<'_> {
+        Draining::announced(&self.shared)
+    }
+
+    /// Counts of the connections [`serve`](crate::serve) owns on this tracker.
+    pub fn connections(&self) -> ConnectionCounts {
+        self.shared.connections.counts()
+    }
 }
 
 impl fmt::Debug for ConnectionTracker {
@@ -446,11 +461,12 @@ impl Shared {
         // before; Acquire so that, if the count read here is zero, the finished requests'
         // effects are visible to the waiters woken below.
         let prev = self.state.fetch_or(flags, Ordering::AcqRel);
+        let announced = flags & UNREADY != 0 && prev & UNREADY == 0;
         let started = flags & DRAINING != 0 && prev & DRAINING == 0;
         let closed_idle = flags & CLOSED != 0 && prev & CLOSED == 0 && prev < ONE;
-        if started || closed_idle {
-            // Wakes `draining()` waiters and `drained()` ones. If something is in flight,
-            // the last `release` wakes them again.
+        if announced || started || closed_idle {
+            // Wakes `announced()`, `draining()` and `drained()` waiters. If something is in
+            // flight, the last `release` wakes them again.
             self.notify_now();
         }
         prev

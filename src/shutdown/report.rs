@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use super::cleanup::{HookOutcome, HookReport};
 use super::servers::ServerReport;
 use super::trigger::{ShutdownTrigger, Signal};
+use crate::connections::{ConnectionCounts, OpenConnection};
 use crate::tracker::ConnectionTracker;
 
 /// The phases of the shutdown sequence, in order.
@@ -70,6 +71,12 @@ pub struct ShutdownReport {
     /// order they were added: whether it closed every connection (every response written)
     /// within the drain deadline, failed, or was cut with connections still open.
     pub servers: Vec<ServerReport>,
+    /// The connections [`serve`](crate::serve) owned: accepted, told to leave, closed, cut.
+    pub connections: ConnectionCounts,
+    /// The connections still open when the servers were cut (at the drain deadline, or by a
+    /// forced exit), each with the last request it delivered: the responses that may be
+    /// unfinished.
+    pub connections_cut: Vec<OpenConnection>,
     /// Background tasks still running when they were cancelled.
     pub tasks_running: usize,
     /// Names of the background tasks aborted because they missed their deadline (or the
@@ -157,6 +164,17 @@ impl fmt::Display for ShutdownReport {
                 _ => writeln!(f)?,
             }
         }
+        let c = &self.connections;
+        if c.accepted > 0 {
+            writeln!(
+                f,
+                "  connections: {} accepted, {} told to leave, {} closed, {} cut",
+                c.accepted, c.told_to_leave, c.closed, c.cut
+            )?;
+        }
+        for connection in &self.connections_cut {
+            writeln!(f, "  cut: {connection}")?;
+        }
         write!(f, "  tasks: {} running at cancel", self.tasks_running)?;
         if self.tasks_aborted.is_empty() {
             writeln!(f, ", none aborted")?;
@@ -202,6 +220,7 @@ pub(crate) struct Progress {
     /// When the drain phase began.
     drain_started: Option<Instant>,
     pub(crate) servers: Vec<ServerReport>,
+    pub(crate) connections_cut: Vec<OpenConnection>,
     pub(crate) tasks_running: usize,
     pub(crate) tasks_aborted: Vec<String>,
     /// Names of the hooks in the order they run.
@@ -227,6 +246,7 @@ impl Progress {
             drain_result: None,
             drain_started: None,
             servers: Vec::new(),
+            connections_cut: Vec::new(),
             tasks_running: 0,
             tasks_aborted: Vec::new(),
             hook_names,
@@ -332,6 +352,8 @@ impl Progress {
             tasks_running: self.tasks_running,
             tasks_aborted: self.tasks_aborted,
             servers: self.servers,
+            connections: tracker.connections(),
+            connections_cut: self.connections_cut,
             hooks,
             phases: self.phases,
             total: self.started.elapsed(),

@@ -147,7 +147,7 @@ impl Shutdown {
         };
         if !matches!(end, End::Done) {
             plan.tracker.close();
-            plan.servers.abort_all();
+            plan.cut_servers(&mut progress);
             let aborted = plan.tasks.abort_all();
             if !aborted.is_empty() {
                 warn!("shutdown: aborted tasks: {}", aborted.join(", "));
@@ -229,7 +229,7 @@ impl Plan {
                     "shutdown: drain deadline passed with servers still open: {open}; cutting them"
                 );
             }
-            self.servers.abort_all();
+            self.cut_servers(progress);
         }
         let left = self.tracker.in_flight();
         let completed = progress.drain_ended(&self.tracker, left);
@@ -291,6 +291,21 @@ impl Plan {
             "shutdown: cleanup finished in {took:?}, {:?} since the trigger",
             progress.elapsed()
         );
+    }
+}
+
+impl Plan {
+    /// Aborts the servers still running, and records the connections they still had open.
+    fn cut_servers(&mut self, progress: &mut Progress) {
+        if self.servers.names_running().is_empty() {
+            return;
+        }
+        let cut = self.tracker.shared.connections.cut_all();
+        for connection in &cut {
+            warn!("shutdown: cutting {connection}");
+        }
+        progress.connections_cut.extend(cut);
+        self.servers.abort_all();
     }
 }
 

@@ -1,0 +1,88 @@
+//! [`Leave`]: the service of one connection. It remembers the request the connection is
+//! serving (so a cut connection can be named), and tells an HTTP/1.x client to leave with
+//! `Connection: close` once the shutdown is announced or the connection is too old, the only
+//! way HTTP/1.x has to say goodbye without racing the client's next request.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::connection::ConnState;
+use super::protocol::Protocol;
+use crate::keep_alive::close_connection;
+
+#[derive(Clone)]
+pub(super) struct Leave<S> {
+    inner: S,
+    state: Arc<ConnState>,
+}
+
+impl<S> Leave<S> {
+    pub(super) fn new(inner: S, state: Arc<ConnState>) -> Self {
+        Self { inner, state }
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Leave<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = LeaveFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let state = &self.state;
+        state
+            .guard
+            .record()
+            .request(request.version(), request.method(), request.uri());
+        if !state.had_request.swap(true, Ordering::Relaxed) {
+            state.first_request.notify_one();
+        }
+        let state = (state.protocol == Protocol::Http1).then(|| Arc::clone(state));
+        LeaveFuture {
+            future: self.inner.call(request),
+            state,
+        }
+    }
+}
+
+pin_project! {
+    pub(super) struct LeaveFuture<F> {
+        #[pin]
+        future: F,
+        // HTTP/1.x connections only: decides `Connection: close` when the response is ready.
+        state: Option<Arc<ConnState>>,
+    }
+}
+
+impl<F, B, E> Future for LeaveFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let me = self.project();
+        let mut response = ready!(me.future.poll(cx))?;
+        if let Some(state) = me.state.take() {
+            if state.leave.load(Ordering::Relaxed) || !state.tracker.is_ready() {
+                close_connection(&mut response);
+                state.guard.told_to_leave();
+            }
+        }
+        Poll::Ready(Ok(response))
+    }
+}

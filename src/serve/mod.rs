@@ -1,0 +1,211 @@
+//! [`serve`]: a connection-owning server (hyper-util, HTTP/1.1 and HTTP/2 cleartext on one
+//! port) that drains like Envoy: it keeps accepting through the notice period and tells every
+//! connection to leave while still serving it.
+//!
+//! # What it does, and when
+//!
+//! | moment | listener | HTTP/1.x connections | HTTP/2 connections |
+//! |---|---|---|---|
+//! | serving | accepts | keep-alive | as the client likes |
+//! | **announce** ([`announce_shutdown`](crate::ConnectionTracker::announce_shutdown): the notice period begins) | still accepts | the next response carries `Connection: close`, then the connection closes | graceful `GOAWAY` at once (first with the maximum stream id and a `PING`, then the final one a round trip later); streams sent before it are served; the client opens a new connection, which the load balancer, seeing readiness fail, sends elsewhere |
+//! | accepted during the notice | | told to leave on its first response | told to leave after its first request |
+//! | **drain** (the token is cancelled) | closed | idle ones close; busy ones close after the response in progress | `GOAWAY` if not yet sent |
+//! | drain deadline ([`Shutdown`](crate::Shutdown)) | | cut | cut |
+//!
+//! The future completes once every connection has closed: every response byte has been
+//! handed to the kernel. Give it to [`Shutdown::spawn_server`](crate::Shutdown::spawn_server)
+//! and the drain waits for exactly that; at the drain deadline the connections still open are
+//! cut, and the [report](crate::ShutdownReport) names each one with the last request it
+//! delivered.
+//!
+//! Pinned clients (an HTTP/2 or gRPC connection that an L4 load balancer such as kube-proxy
+//! keeps on this instance) thus move during the notice period, within a round trip of the
+//! announce, instead of racing the drain. [`max_connection_age`](Serve::max_connection_age)
+//! (gRFC A9) moves them while serving too, to rebalance long-lived connections.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use axum::{routing::get, Router};
+//! use tokio_util::sync::CancellationToken;
+//! use tower_drain::{DrainLayer, Shutdown};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let drain = DrainLayer::new(CancellationToken::new()).readiness_path("/readyz");
+//! let mut shutdown = Shutdown::builder(&drain)
+//!     .notice_period(Duration::from_secs(5))
+//!     .build()?;
+//! let app = Router::new().route("/", get(|| async { "hello" })).layer(drain.clone());
+//! let listener = tokio::net::TcpListener::bind("0.0.0.0:3000").await?;
+//! shutdown.spawn_server("http", tower_drain::serve(listener, &drain, app));
+//! let report = shutdown.run().await;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::io;
+use std::pin::Pin;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use tokio::net::TcpListener;
+use tower_service::Service;
+
+use crate::tracker::ConnectionTracker;
+use crate::DrainLayer;
+
+mod accept;
+mod connection;
+mod leave;
+mod protocol;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Serves `service` on `listener`, draining with `drain`'s tracker: see the
+/// [module docs](self) for what it does at each moment of a shutdown.
+///
+/// `service` is what each connection's requests go to: an axum `Router`, tonic `Routes`, or
+/// any tower HTTP service. Apply the layer to it as usual (`.layer(drain.clone())`); `serve`
+/// only uses the layer's tracker for the timing, and counts connections into it.
+///
+/// The returned [`Serve`] is configured with its builder methods and awaited (it is
+/// `IntoFuture`), or given to [`Shutdown::spawn_server`](crate::Shutdown::spawn_server).
+/// It completes once the drain has begun and every connection has closed.
+pub fn serve<S, B>(listener: TcpListener, drain: &DrainLayer, service: S) -> Serve<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    Serve {
+        listener,
+        tracker: drain.tracker(),
+        service,
+        options: Options::default(),
+    }
+}
+
+/// A server built by [`serve`]: configure it, then await it or give it to
+/// [`Shutdown::spawn_server`](crate::Shutdown::spawn_server).
+///
+/// # Defaults
+///
+/// | Setting | Default |
+/// |---|---|
+/// | [`header_read_timeout`](Self::header_read_timeout) | 30 s |
+/// | [`http2_keep_alive`](Self::http2_keep_alive) | `PING` every 60 s, 20 s to answer |
+/// | [`http2_max_concurrent_streams`](Self::http2_max_concurrent_streams) | 200 |
+/// | [`max_connection_age`](Self::max_connection_age) | none |
+#[must_use = "a server does nothing until it is awaited or given to Shutdown::spawn_server"]
+pub struct Serve<S> {
+    listener: TcpListener,
+    tracker: ConnectionTracker,
+    service: S,
+    options: Options,
+}
+
+/// The settings of a [`Serve`], shared by its connections.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) keep_alive_interval: Option<Duration>,
+    pub(crate) keep_alive_timeout: Duration,
+    pub(crate) max_concurrent_streams: u32,
+    pub(crate) max_connection_age: Option<Duration>,
+    pub(crate) max_connection_age_grace: Option<Duration>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(30),
+            keep_alive_interval: Some(Duration::from_secs(60)),
+            keep_alive_timeout: Duration::from_secs(20),
+            max_concurrent_streams: 200,
+            max_connection_age: None,
+            max_connection_age_grace: None,
+        }
+    }
+}
+
+impl<S> Serve<S> {
+    /// How long a connection may take to send a request's headers (HTTP/1.x) or to say which
+    /// protocol it speaks; it is closed after that. Bounds the connections of slow or idle
+    /// clients that never send a request. Must be non-zero; default 30 s.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        if !timeout.is_zero() {
+            self.options.header_read_timeout = timeout;
+        }
+        self
+    }
+
+    /// HTTP/2 keep-alive: a `PING` every `interval` on an idle connection, closed if not
+    /// answered within `timeout`. `None` turns it off. Detects clients that vanished without
+    /// closing. Default: every 60 s, 20 s to answer.
+    pub fn http2_keep_alive(mut self, interval: Option<Duration>, timeout: Duration) -> Self {
+        self.options.keep_alive_interval = interval;
+        self.options.keep_alive_timeout = timeout;
+        self
+    }
+
+    /// The most streams a client may have open at once on one HTTP/2 connection
+    /// (`SETTINGS_MAX_CONCURRENT_STREAMS`). Default: 200.
+    pub fn http2_max_concurrent_streams(mut self, max: u32) -> Self {
+        self.options.max_concurrent_streams = max;
+        self
+    }
+
+    /// Tells each connection to leave once it is `age` old (gRFC A9's `MAX_CONNECTION_AGE`),
+    /// give or take 10 % at random so that connections opened together do not leave together:
+    /// HTTP/2 connections get a graceful `GOAWAY`, HTTP/1.x ones `Connection: close` on their
+    /// next response. Clients reconnect and the load balancer spreads them anew: the way to
+    /// rebalance long-lived HTTP/2 and gRPC clients while serving. Default: never.
+    ///
+    /// `grace` (gRFC A9's `MAX_CONNECTION_AGE_GRACE`) then bounds how long the connection's
+    /// streams in flight may take before it is closed; `None` waits for them.
+    pub fn max_connection_age(mut self, age: Duration, grace: Option<Duration>) -> Self {
+        self.options.max_connection_age = Some(age);
+        self.options.max_connection_age_grace = grace;
+        self
+    }
+}
+
+impl<S, B> IntoFuture for Serve<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Output = io::Result<()>;
+    type IntoFuture = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(accept::run(
+            self.listener,
+            self.tracker,
+            self.service,
+            self.options,
+        ))
+    }
+}
+
+impl<S> fmt::Debug for Serve<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Serve")
+            .field("listener", &self.listener)
+            .field("tracker", &self.tracker)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}

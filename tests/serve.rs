@@ -1,0 +1,274 @@
+//! `serve` over real TCP: it keeps accepting through the notice period, tells every
+//! connection to leave while still serving it (HTTP/2 `GOAWAY` at the announce, HTTP/1.1
+//! `Connection: close` on the next response), stops accepting at the drain, and completes once
+//! every connection has closed.
+#![cfg(feature = "serve")]
+
+mod support;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::Query;
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+use support::{header, read_body, within, Client, Proto};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tower_drain::{ConnectionTracker, DrainLayer};
+
+struct Running {
+    addr: SocketAddr,
+    token: CancellationToken,
+    tracker: ConnectionTracker,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+async fn start(
+    configure: impl FnOnce(tower_drain::Serve<Router>) -> tower_drain::Serve<Router>,
+) -> Running {
+    let token = CancellationToken::new();
+    let drain = DrainLayer::new(token.clone()).readiness_path("/readyz");
+    let app = Router::new()
+        .route("/", get(|| async { "hello" }))
+        .route(
+            "/slow",
+            get(|Query(query): Query<HashMap<String, u64>>| async move {
+                tokio::time::sleep(Duration::from_millis(query.get("ms").copied().unwrap_or(0)))
+                    .await;
+                "slow"
+            }),
+        )
+        .route(
+            "/bytes",
+            get(|| async { Bytes::from(vec![b'x'; 32 * 1024 * 1024]) }),
+        )
+        .layer(drain.clone());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serve = configure(tower_drain::serve(listener, &drain, app));
+    let server = tokio::spawn(std::future::IntoFuture::into_future(serve));
+    Running {
+        addr,
+        token,
+        tracker: drain.tracker(),
+        server,
+    }
+}
+
+async fn ok(client: &mut Client, path: &str) -> http::Response<hyper::body::Incoming> {
+    let response = client.get(path).await;
+    assert_eq!(response.status(), 200, "{path}");
+    response
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_connection_is_told_to_leave_at_the_announce_and_its_stream_in_flight_is_served() {
+    let server = start(|serve| serve).await;
+    let mut client = Client::connect(server.addr, Proto::Http2).await;
+    read_body(ok(&mut client, "/").await.into_body()).await;
+    let mut slow = client.h2_clone();
+    let in_flight = tokio::spawn(async move { slow.get("/slow?ms=300").await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let announced = Instant::now();
+    server.tracker.announce_shutdown();
+    // GOAWAY: the client may open no new stream on this connection.
+    within("the GOAWAY", async {
+        while !client.is_closed()
+            && client
+                .try_send(client.request(http::Method::GET, "/"))
+                .await
+                .is_ok()
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    let told_after = announced.elapsed();
+    assert!(
+        told_after < Duration::from_millis(200),
+        "GOAWAY after {told_after:?}"
+    );
+
+    // The stream sent before it is served to the end.
+    let response = within("the slow response", in_flight).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(read_body(response.into_body()).await, "slow");
+
+    // Still accepting during the notice: a new connection is served.
+    let mut fresh = Client::connect(server.addr, Proto::Http2).await;
+    read_body(ok(&mut fresh, "/").await.into_body()).await;
+    assert!(server.tracker.connections().told_to_leave >= 1);
+    assert!(!server.server.is_finished());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_connection_gets_connection_close_on_its_next_response_after_the_announce() {
+    let server = start(|serve| serve).await;
+    let mut client = Client::connect(server.addr, Proto::Http1).await;
+    let response = ok(&mut client, "/").await;
+    assert_eq!(
+        header(&response, "connection"),
+        None,
+        "keep-alive while serving"
+    );
+    read_body(response.into_body()).await;
+
+    server.tracker.announce_shutdown();
+    let response = ok(&mut client, "/").await;
+    assert_eq!(header(&response, "connection").as_deref(), Some("close"));
+    read_body(response.into_body()).await;
+    support::eventually("the connection to close", || client.is_closed()).await;
+
+    // A connection accepted during the notice is served, and told to leave at once.
+    let mut fresh = Client::connect(server.addr, Proto::Http1).await;
+    let response = ok(&mut fresh, "/").await;
+    assert_eq!(header(&response, "connection").as_deref(), Some("close"));
+    read_body(response.into_body()).await;
+    support::eventually("told-to-leave counted", || {
+        server.tracker.connections().told_to_leave >= 2
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_connection_accepted_during_the_notice_is_told_to_leave_after_its_first_request() {
+    let server = start(|serve| serve).await;
+    server.tracker.announce_shutdown();
+    let mut client = Client::connect(server.addr, Proto::Http2).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!client.is_closed(), "not told before its first request");
+    read_body(ok(&mut client, "/").await.into_body()).await;
+    support::eventually("the connection to close after the GOAWAY", || {
+        client.is_closed()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_stops_accepting_closes_idle_connections_and_completes_when_all_are_closed() {
+    let server = start(|serve| serve).await;
+    let mut idle = Client::connect(server.addr, Proto::Http1).await;
+    read_body(ok(&mut idle, "/").await.into_body()).await;
+    let mut busy = Client::connect(server.addr, Proto::Http2).await;
+    let in_flight = tokio::spawn(async move { busy.get("/slow?ms=300").await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    server.token.cancel();
+    support::eventually("the idle connection to close", || idle.is_closed()).await;
+    // The listener is closed.
+    support::eventually("the listener to close", || {
+        std::net::TcpStream::connect(server.addr).is_err()
+    })
+    .await;
+    assert!(!server.server.is_finished(), "a stream is still in flight");
+    let response = within("the slow response", in_flight).await.unwrap();
+    assert_eq!(read_body(response.into_body()).await, "slow");
+    within("serve to complete", server.server)
+        .await
+        .unwrap()
+        .unwrap();
+    let counts = server.tracker.connections();
+    assert_eq!(counts.open, 0);
+    assert_eq!(counts.accepted, 2);
+    assert_eq!(counts.closed, 2);
+    assert_eq!(counts.cut, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_connection_older_than_its_maximum_age_is_told_to_leave_while_serving() {
+    let server = start(|serve| serve.max_connection_age(Duration::from_millis(200), None)).await;
+    let mut client = Client::connect(server.addr, Proto::Http2).await;
+    let opened = Instant::now();
+    read_body(ok(&mut client, "/").await.into_body()).await;
+    support::eventually("the aged connection to close", || client.is_closed()).await;
+    let age = opened.elapsed();
+    assert!(age >= Duration::from_millis(180), "left after {age:?}");
+    assert!(server.tracker.is_ready(), "no shutdown involved");
+    let mut fresh = Client::connect(server.addr, Proto::Http2).await;
+    read_body(ok(&mut fresh, "/").await.into_body()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_connection_older_than_its_maximum_age_gets_connection_close() {
+    let server = start(|serve| serve.max_connection_age(Duration::from_millis(100), None)).await;
+    let mut client = Client::connect(server.addr, Proto::Http1).await;
+    let response = ok(&mut client, "/").await;
+    assert_eq!(header(&response, "connection"), None);
+    read_body(response.into_body()).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let response = ok(&mut client, "/").await;
+    assert_eq!(header(&response, "connection").as_deref(), Some("close"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connection_is_closed_after_the_header_read_timeout() {
+    let server = start(|serve| serve.header_read_timeout(Duration::from_millis(100))).await;
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let started = Instant::now();
+    let mut buf = [0; 16];
+    let n = within(
+        "the close",
+        tokio::io::AsyncReadExt::read(&mut stream, &mut buf),
+    )
+    .await
+    .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(
+        started.elapsed() >= Duration::from_millis(90),
+        "{:?}",
+        started.elapsed()
+    );
+    support::eventually("closed counted", || {
+        server.tracker.connections().closed == 1
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_still_writing_at_the_drain_deadline_is_cut_and_named_in_the_report() {
+    use tower_drain::shutdown::{ServerOutcome, Shutdown};
+    let drain = DrainLayer::new(CancellationToken::new());
+    let builder = Shutdown::builder(&drain)
+        .drain_timeout(Duration::from_millis(300))
+        .tasks_timeout(Duration::from_secs(1))
+        .overall_timeout(Duration::from_secs(5));
+    #[cfg(feature = "signal")]
+    let builder = builder.signals(false);
+    let mut shutdown = builder.build().unwrap();
+    let app = Router::new()
+        .route(
+            "/bytes",
+            get(|| async { Bytes::from(vec![b'x'; 32 * 1024 * 1024]) }),
+        )
+        .layer(drain.clone());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    shutdown.spawn_server("http", tower_drain::serve(listener, &drain, app));
+    let handle = shutdown.handle();
+    let run = tokio::spawn(shutdown.run());
+
+    let idle = Client::connect(addr, Proto::Http1).await;
+    let mut reader = Client::connect(addr, Proto::Http1).await;
+    let response = ok(&mut reader, "/bytes?n=32MiB").await; // never read
+    handle.trigger();
+    let report = within("the report", run).await.unwrap();
+    assert_eq!(report.servers[0].outcome, ServerOutcome::Cut, "{report}");
+    assert_eq!(report.connections_cut.len(), 1, "{report}");
+    let cut = &report.connections_cut[0];
+    let last = cut.last_request.as_ref().expect("a request was delivered");
+    assert_eq!(last.method, http::Method::GET);
+    assert_eq!(last.uri.to_string(), "/bytes?n=32MiB");
+    let text = report.to_string();
+    assert!(text.contains("last request GET /bytes?n=32MiB"), "{text}");
+    assert_eq!(report.connections.cut, 1, "{text}");
+    assert_eq!(report.connections.accepted, 2, "{text}");
+    assert_eq!(report.exit_code(), 1);
+    support::eventually("the idle connection closed", || idle.is_closed()).await;
+    drop((response, idle));
+}
