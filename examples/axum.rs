@@ -1,28 +1,33 @@
-//! The full production pattern: an axum server with `DrainLayer` and the `Shutdown` sequence.
+//! The full production pattern: an axum app behind `DrainLayer`, served by tower-drain's
+//! `serve`, on the `Shutdown` sequence.
 //!
 //! ```sh
 //! cargo run --example axum                   # then Ctrl-C, or `kill -TERM <pid>`
-//! ADDR=127.0.0.1:0 NOTICE_MS=5000 DRAIN_TIMEOUT_MS=15000 cargo run --example axum
+//! ADDR=0.0.0.0:8080 NOTICE_MS=5000 DRAIN_TIMEOUT_MS=15000 cargo run --example axum
 //! ```
 //!
-//! Its interface is fixed, because the load-balancer tests and benchmarks start it:
+//! What happens on `SIGTERM` (or Ctrl-C):
 //!
-//! - listens on `ADDR` (default `127.0.0.1:3000`, port 0 allowed) and prints
-//!   `listening on <bound address>` on stdout once it accepts;
-//! - routes `GET /`, `GET /slow?ms=N`, `GET /stream?chunks=N&ms=M` (`examples/support/routes.rs`),
-//!   `GET /readyz` (503 from the moment shutdown starts) and `GET /livez` (always 200);
-//! - `NOTICE_MS` (default 1000) is the notice period, `DRAIN_TIMEOUT_MS` (default 10000) the
-//!   drain deadline; bad values exit with code 2 and a message;
-//! - on `SIGTERM`/`SIGINT` it runs the shutdown sequence, logs each phase to stderr, prints
-//!   the report on stdout, and exits with `report.exit_code()`: 0 clean, 1 when a deadline was
-//!   hit or a hook failed, 130/143 when a second signal forced the exit, and 70 if the pool was
-//!   used after it was closed (which the sequence exists to prevent).
+//! 1. `/readyz` answers `503` at once, so the load balancer stops sending new traffic here;
+//! 2. for `NOTICE_MS` (default 1000) the app still serves, and `serve` tells every connection
+//!    to leave: HTTP/2 clients get `GOAWAY` (they reconnect, through the load balancer, to
+//!    another instance), HTTP/1.1 clients `Connection: close` on their next response;
+//! 3. the drain: `serve` stops accepting and the requests in flight finish, to the last byte,
+//!    within `DRAIN_TIMEOUT_MS` (default 10000);
+//! 4. the background worker stops, then the cleanup hooks run: the pool, registered first,
+//!    closes last, after every request and the worker are done with it;
+//! 5. the report is printed and the process exits with its code: 0 clean, 1 when a deadline
+//!    was hit, 130/143 when a second signal forced the exit (70 if the pool had been used after
+//!    it was closed, which the sequence exists to prevent).
 //!
-//! What it shows: readiness and liveness probes answered by the layer, a background worker
-//! spawned with `spawn_task` (cancelled after the HTTP drain), and a pool-like resource that
-//! every request and the worker use, closed by a cleanup hook only after `drained()` and the
-//! tasks: the hooks run in reverse order of registration, so the pool, registered first,
-//! closes last.
+//! Settings come from the environment, the way a deployment passes them: `ADDR` (default
+//! `127.0.0.1:3000`; it prints `listening on <address>` once it accepts), `NOTICE_MS`,
+//! `DRAIN_TIMEOUT_MS`, and `SERVER`: `serve` (default) or `axum`, the same app on
+//! `axum::serve(..).with_graceful_shutdown(..)` with the layer, which says goodbye to its
+//! connections only at the drain. Bad values exit with code 2 and a message.
+//!
+//! Routes: `GET /`, `GET /slow?ms=N`, `GET /stream?chunks=N&ms=M`, `GET /bytes?n=N` (one
+//! in-memory body of N bytes, like a large JSON document), `GET /readyz` and `GET /livez`.
 
 #[path = "support/env.rs"]
 mod env;
@@ -80,17 +85,44 @@ async fn use_pool(pool: Arc<Pool>, request: Request, next: Next) -> Response {
     response
 }
 
+/// Which server runs the app.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Server {
+    /// `tower_drain::serve`: tells connections to leave during the notice period.
+    Serve,
+    /// `axum::serve(..).with_graceful_shutdown(..)`: says goodbye at the drain only.
+    Axum,
+}
+
+impl Server {
+    fn from_env() -> Result<Self, String> {
+        match std::env::var("SERVER").as_deref() {
+            Err(std::env::VarError::NotPresent) | Ok("serve") => Ok(Self::Serve),
+            Ok("axum") => Ok(Self::Axum),
+            Ok(other) => Err(format!("SERVER must be `serve` or `axum`, got {other:?}")),
+            Err(e) => Err(format!("SERVER: {e}")),
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
+    let server = match Server::from_env() {
+        Ok(server) => server,
+        Err(message) => {
+            eprintln!("axum example: {message}");
+            return ExitCode::from(2);
+        }
+    };
     env::run(
         "axum example",
         SocketAddr::from(([127, 0, 0, 1], 3000)),
-        serve,
+        |config| serve(config, server),
     )
     .await
 }
 
-async fn serve(config: env::Settings) -> Result<ExitCode, String> {
+async fn serve(config: env::Settings, server: Server) -> Result<ExitCode, String> {
     let drain = DrainLayer::new(CancellationToken::new())
         .readiness_path("/readyz")
         .liveness_path("/livez");
@@ -146,7 +178,7 @@ async fn serve(config: env::Settings) -> Result<ExitCode, String> {
             let pool = Arc::clone(&pool);
             move |request, next| use_pool(Arc::clone(&pool), request, next)
         }))
-        .layer(drain);
+        .layer(drain.clone());
 
     let listener = env::bind(config.addr).await?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
@@ -156,14 +188,16 @@ async fn serve(config: env::Settings) -> Result<ExitCode, String> {
         "serving on {bound}; send SIGTERM or press Ctrl-C to shut down"
     );
 
-    // The server's own graceful shutdown follows the drain token: when the drain begins it
-    // stops accepting and says goodbye to every connection (HTTP/2 `GOAWAY`, HTTP/1.1 close
-    // after the response in progress). It runs in the sequence, so the drain ends once every
-    // connection has closed, every response written, or at the drain deadline.
-    shutdown.spawn_server(
-        "http",
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.drain_token().cancelled_owned()),
-    );
+    // The server runs in the sequence: the drain ends once every connection has closed, every
+    // response written, or at the drain deadline.
+    match server {
+        Server::Serve => shutdown.spawn_server("http", tower_drain::serve(listener, &drain, app)),
+        Server::Axum => shutdown.spawn_server(
+            "http",
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.drain_token().cancelled_owned()),
+        ),
+    };
 
     let report = shutdown.run().await;
     println!("{report}");

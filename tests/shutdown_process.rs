@@ -68,13 +68,23 @@ struct Server {
 }
 
 impl Server {
-    /// Starts the `axum` example.
+    /// Starts the `axum` example (on `tower_drain::serve`).
     fn start(notice_ms: u64, drain_timeout_ms: u64) -> Self {
         Self::start_example("axum", notice_ms, drain_timeout_ms)
     }
 
+    /// Starts the `axum` example on `SERVER`: `serve` or `axum` (`axum::serve`).
+    fn start_on(server: &str, notice_ms: u64, drain_timeout_ms: u64) -> Self {
+        Self::spawn("axum", notice_ms, drain_timeout_ms, &[("SERVER", server)])
+    }
+
     fn start_example(name: &str, notice_ms: u64, drain_timeout_ms: u64) -> Self {
+        Self::spawn(name, notice_ms, drain_timeout_ms, &[])
+    }
+
+    fn spawn(name: &str, notice_ms: u64, drain_timeout_ms: u64, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(example(name))
+            .envs(env.iter().copied())
             .env("ADDR", "127.0.0.1:0")
             .env("NOTICE_MS", notice_ms.to_string())
             .env("DRAIN_TIMEOUT_MS", drain_timeout_ms.to_string())
@@ -379,10 +389,19 @@ fn phases_and_cleanup_hooks_appear_in_order_in_the_log() {
     assert!(!log.contains("after it was closed"), "{log}");
 }
 
+/// The servers the `axum` example runs on: every deadline must hold on both.
+const SERVERS: [&str; 2] = ["serve", "axum"];
+
 #[test]
 fn hung_request_exits_after_the_drain_deadline_with_code_1() {
+    for name in SERVERS {
+        hung_request_exits_after_the_drain_deadline(name);
+    }
+}
+
+fn hung_request_exits_after_the_drain_deadline(name: &str) {
     let drain_timeout = Duration::from_millis(500);
-    let mut server = Server::start(0, drain_timeout.as_millis() as u64);
+    let mut server = Server::start_on(name, 0, drain_timeout.as_millis() as u64);
     // The first chunk comes at once, the second after a minute: certainly in flight, and hung.
     let _hung = server.get_in_background(HUNG, Some("chunk 1\n"));
     server.signal("TERM");
@@ -394,14 +413,20 @@ fn hung_request_exits_after_the_drain_deadline_with_code_1() {
     );
     // The deadline, then the tasks (cancelled at once) and the hooks (the pool: ~20 ms).
     let margin = Duration::from_millis(100);
-    assert!(took < drain_timeout + margin, "took {took:?}");
+    assert!(took < drain_timeout + margin, "{name}: took {took:?}");
     let report = server.stdout();
     assert!(report.contains("1 still in flight"), "{report}");
     assert!(report.contains("exit code 1"), "{report}");
 }
 
 fn second_signal_exits_at_once(signal: &str, code: i32) {
-    let mut server = Server::start(0, 20_000);
+    for name in SERVERS {
+        second_signal_exits_at_once_on(name, signal, code);
+    }
+}
+
+fn second_signal_exits_at_once_on(name: &str, signal: &str, code: i32) {
+    let mut server = Server::start_on(name, 0, 20_000);
     // The first chunk comes at once, the second after a minute: certainly in flight, and hung.
     let _hung = server.get_in_background(HUNG, Some("chunk 1\n"));
     server.signal("TERM");
@@ -410,7 +435,7 @@ fn second_signal_exits_at_once(signal: &str, code: i32) {
     let (status, took) = server.wait_exit(Duration::from_secs(10));
     assert_eq!(status.code(), Some(code), "stderr:\n{}", server.stderr());
     // At once: not the 20 s drain deadline, and nothing waited for after the report.
-    assert!(took < Duration::from_millis(50), "took {took:?}");
+    assert!(took < Duration::from_millis(50), "{name}: took {took:?}");
     let log = server.stderr();
     assert!(
         log.contains(&format!("second signal SIG{signal} during the drain phase")),
@@ -601,8 +626,14 @@ impl Download {
 
 #[test]
 fn large_download_to_a_slow_reader_across_sigterm_arrives_whole_and_exits_zero() {
+    for name in SERVERS {
+        large_download_arrives_whole(name);
+    }
+}
+
+fn large_download_arrives_whole(name: &str) {
     const N: usize = 24_000_000;
-    let mut server = Server::start(0, 10_000);
+    let mut server = Server::start_on(name, 0, 10_000);
     let download = Download::start(server.addr, N);
     // The body's one frame is in the server's hands; most of it is not on the wire yet.
     server.signal("TERM");
@@ -620,9 +651,15 @@ fn large_download_to_a_slow_reader_across_sigterm_arrives_whole_and_exits_zero()
 
 #[test]
 fn download_longer_than_the_drain_deadline_exits_one_within_the_deadline_and_is_reported() {
+    for name in SERVERS {
+        download_longer_than_the_drain_deadline(name);
+    }
+}
+
+fn download_longer_than_the_drain_deadline(name: &str) {
     const N: usize = 64_000_000;
     let drain_timeout = Duration::from_millis(500);
-    let mut server = Server::start(0, drain_timeout.as_millis() as u64);
+    let mut server = Server::start_on(name, 0, drain_timeout.as_millis() as u64);
     let download = Download::start(server.addr, N);
     server.signal("TERM");
     let reader = thread::spawn(move || download.finish(4_000_000));
@@ -634,14 +671,22 @@ fn download_longer_than_the_drain_deadline_exits_one_within_the_deadline_and_is_
     );
     assert!(
         took < drain_timeout + Duration::from_millis(100),
-        "took {took:?} for a {drain_timeout:?} drain deadline"
+        "{name}: took {took:?} for a {drain_timeout:?} drain deadline"
     );
     let report = server.stdout();
     assert!(report.contains("exit code 1"), "{report}");
     assert!(
         report.contains("server http: cut: connections still open, responses may be unfinished"),
-        "the report names the unfinished response's server: {report}"
+        "the report names the server still writing: {report}"
     );
+    // `serve` owns the connections, so it can name the response still being written;
+    // `axum::serve` keeps them to itself.
+    if name == "serve" {
+        assert!(
+            report.contains(&format!("last request GET /bytes?n={N}")),
+            "the report names the unfinished response: {report}"
+        );
+    }
     let received = reader.join().unwrap();
     assert!(
         received < N,
