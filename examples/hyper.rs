@@ -15,6 +15,11 @@
 //!   `GOAWAY`. What the connections still deliver during that goodbye is served.
 //! - The server runs in the sequence (`spawn_server`): the drain ends once every connection
 //!   has closed, every response written, or at the drain deadline, when it is cut.
+//!
+//! This is the hand-written way, for when you own the accept loop. `tower_drain::serve(listener,
+//! &drain, service)` is this loop plus the notice-period goodbye: it keeps accepting through the
+//! notice and tells each connection to leave (HTTP/2 `GOAWAY`, HTTP/1.1 `Connection: close`)
+//! while still serving it, which moves clients pinned to this instance before the drain.
 
 #[path = "support/env.rs"]
 mod env;

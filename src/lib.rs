@@ -14,6 +14,11 @@
 //! * [`ReadinessService`] (or [`DrainLayer::readiness_path`]): a readiness probe that fails the
 //!   moment shutdown begins, before anything is refused.
 //! * [`DrainSignal`]: lets long streams (SSE, WebSockets) notice the drain and end themselves.
+//! * `serve` (feature `serve`): a connection-owning server that keeps accepting through the
+//!   notice period while telling every connection to leave (HTTP/2 `GOAWAY`, HTTP/1.1
+//!   `Connection: close`), so that clients pinned to this instance move before the drain.
+//! * `Shutdown` (feature `shutdown`): the whole sequence for the process, with deadlines,
+//!   background tasks, cleanup hooks in order, a report and an exit code.
 //!
 //! # The order of a graceful shutdown
 //!
