@@ -1,4 +1,4 @@
-//! The server's connections, as the tracker sees them: [`serve`](crate::serve) registers each
+//! The server's connections, as the tracker sees them: [`serve`](crate::serve()) registers each
 //! connection it owns, so that the shutdown report can say how many were open, told to
 //! leave, closed, or cut at the deadline, and name what each cut connection was answering.
 //!
@@ -147,7 +147,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Counts of the connections [`serve`](crate::serve) owned, in the
+/// Counts of the connections [`serve`](crate::serve()) owned, in the
 /// [`ShutdownReport`](crate::ShutdownReport).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]

@@ -299,7 +299,7 @@ impl ConnectionTracker {
         Draining::announced(&self.shared)
     }
 
-    /// Counts of the connections [`serve`](crate::serve) owns on this tracker.
+    /// Counts of the connections [`serve`](crate::serve()) owns on this tracker.
     pub fn connections(&self) -> ConnectionCounts {
         self.shared.connections.counts()
     }

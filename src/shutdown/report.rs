@@ -71,7 +71,7 @@ pub struct ShutdownReport {
     /// order they were added: whether it closed every connection (every response written)
     /// within the drain deadline, failed, or was cut with connections still open.
     pub servers: Vec<ServerReport>,
-    /// The connections [`serve`](crate::serve) owned: accepted, told to leave, closed, cut.
+    /// The connections [`serve`](crate::serve()) owned: accepted, told to leave, closed, cut.
     pub connections: ConnectionCounts,
     /// The connections still open when the servers were cut (at the drain deadline, or by a
     /// forced exit), each with the last request it delivered: the responses that may be
