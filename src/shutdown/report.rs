@@ -301,6 +301,13 @@ impl Progress {
         completed
     }
 
+    /// Cut short before the drain ended: records what is in flight now.
+    pub(crate) fn settle_drain(&mut self, tracker: &ConnectionTracker) {
+        if self.drain_result.is_none() {
+            self.drain_ended(tracker, tracker.in_flight());
+        }
+    }
+
     pub(crate) fn hook_started(&mut self) {
         self.hook_started = Some(Instant::now());
     }
@@ -323,14 +330,8 @@ impl Progress {
                 finished: false,
             });
         }
-        let (still_in_flight, completed) = match self.drain_result {
-            Some(result) => result,
-            // Cut short before the drain ended: count what is left now.
-            None => {
-                self.drain_ended(tracker, tracker.in_flight());
-                self.drain_result.unwrap_or_default()
-            }
-        };
+        self.settle_drain(tracker);
+        let (still_in_flight, completed) = self.drain_result.unwrap_or_default();
         let mut hooks = self.hooks;
         for name in self.hook_names.into_iter().skip(hooks.len()) {
             let (outcome, duration) = match self.hook_started.take() {

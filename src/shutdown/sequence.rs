@@ -146,6 +146,8 @@ impl Shutdown {
             }
         };
         if !matches!(end, End::Done) {
+            // Counted before the cut: an aborted connection releases its requests.
+            progress.settle_drain(&plan.tracker);
             plan.tracker.close();
             plan.cut_servers(&mut progress);
             let aborted = plan.tasks.abort_all();
@@ -220,6 +222,9 @@ impl Plan {
             && tokio::time::timeout_at(deadline, self.tracker.drained())
                 .await
                 .is_ok();
+        // Read before the servers are cut: an aborted connection releases its requests.
+        let left = self.tracker.in_flight();
+        let completed = progress.drain_ended(&self.tracker, left);
         if !drained {
             // Past the deadline nothing more is admitted, and what is still open is cut.
             self.tracker.close();
@@ -231,8 +236,6 @@ impl Plan {
             }
             self.cut_servers(progress);
         }
-        let left = self.tracker.in_flight();
-        let completed = progress.drain_ended(&self.tracker, left);
         let took = progress.end();
         if drained {
             info!(
