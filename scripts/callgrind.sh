@@ -17,8 +17,13 @@ paths=("$@")
 ((${#paths[@]})) || paths=(bare drain drain_refused concurrency_limit in_flight)
 
 command -v valgrind >/dev/null || (apt-get update && apt-get install -y valgrind)
-cargo build --release --example bench_requests
-BIN=target/release/examples/bench_requests
+# One codegen unit: with the default 16, how the compiler splits the driver into units moves
+# every path's count (bare included) by tens of instructions from one build to the next, which
+# would swamp the differences measured here. Its own target directory keeps the normal build.
+export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
+TARGET_DIR=${CALLGRIND_TARGET_DIR:-target/callgrind}
+CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --example bench_requests
+BIN=$TARGET_DIR/release/examples/bench_requests
 
 instructions() {
   valgrind --tool=callgrind --callgrind-out-file=/dev/null "$BIN" "$1" "$2" 2>&1 >/dev/null |

@@ -15,6 +15,9 @@ pub(crate) struct Config {
     pub(crate) exempt_paths: Vec<Box<str>>,
     pub(crate) rejection: Rejection,
     pub(crate) drain_signal: bool,
+    /// Whether any path is answered or let through by the layer itself (readiness,
+    /// liveness, exempt): if not, requests are not sorted by path at all.
+    pub(crate) routes_by_path: bool,
     /// How many bytes of a refused HTTP/1.x request body to read and discard.
     pub(crate) refused_body_limit: u64,
     /// For how long at most.
@@ -48,6 +51,7 @@ impl Config {
             exempt_paths: Vec::new(),
             rejection: Rejection::default(),
             drain_signal: false,
+            routes_by_path: false,
             refused_body_limit: DEFAULT_REFUSED_BODY_LIMIT,
             refused_body_timeout: DEFAULT_REFUSED_BODY_TIMEOUT,
         }

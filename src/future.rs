@@ -124,51 +124,74 @@ where
 {
     type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
 
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        loop {
-            let mut state = self.as_mut().project().state;
-            match state.as_mut().project() {
-                StateProj::Inner {
-                    future,
-                    guard,
-                    http1,
-                } => {
-                    let result = ready!(future.poll(cx));
-                    let guard = guard.take();
-                    // On error the guard is released here: there is no body to carry it.
-                    let mut response = result?;
-                    if *http1 && guard.as_ref().is_some_and(|g| !g.shared().is_ready()) {
-                        close_connection(&mut response);
-                    }
-                    return Poll::Ready(Ok(response.map(|body| ResponseBody::inner(body, guard))));
-                }
-                StateProj::WhenReady { waiting } => {
-                    // On error the guard is released with the box: nothing was processed.
-                    ready!(waiting.service.poll_ready(cx))?;
-                    let request = waiting
-                        .request
-                        .take()
-                        .expect("ResponseFuture polled after completion");
-                    let future = waiting.service.call(request);
-                    let (guard, http1) = (waiting.guard.take(), waiting.http1);
-                    state.set(State::Inner {
-                        future,
-                        guard,
-                        http1,
-                    });
-                }
-                StateProj::Early { early } => {
-                    let early = early.as_mut().project();
-                    ready!(early.discard.poll_discard(cx));
-                    let response = early
-                        .response
-                        .take()
-                        .expect("ResponseFuture polled after completion");
-                    return Poll::Ready(Ok(response.map(ResponseBody::early)));
-                }
+        let mut state = self.as_mut().project().state;
+        let (future, guard, http1) = match state.as_mut().project() {
+            StateProj::Inner {
+                future,
+                guard,
+                http1,
+            } => (future, guard, http1),
+            StateProj::WhenReady { waiting } => {
+                let future = ready!(poll_when_ready(waiting, cx))?;
+                state.set(future);
+                return self.poll(cx);
             }
+            StateProj::Early { early } => return poll_early(early, cx),
+        };
+        let result = ready!(future.poll(cx));
+        let guard = guard.take();
+        // On error the guard is released here: there is no body to carry it.
+        let mut response = result?;
+        if *http1 && guard.as_ref().is_some_and(|g| !g.shared().is_ready()) {
+            close_connection(&mut response);
         }
+        Poll::Ready(Ok(response.map(|body| ResponseBody::inner(body, guard))))
     }
+}
+
+/// Waits for the inner service, then calls it: returns the state that polls its future.
+#[cold]
+#[inline(never)]
+fn poll_when_ready<S, B>(
+    waiting: &mut WhenReady<S, B>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<State<S, B>, S::Error>>
+where
+    S: Service<Request<B>>,
+{
+    // On error the guard is released with the box: nothing was processed.
+    ready!(waiting.service.poll_ready(cx))?;
+    let request = waiting
+        .request
+        .take()
+        .expect("ResponseFuture polled after completion");
+    let future = waiting.service.call(request);
+    Poll::Ready(Ok(State::Inner {
+        future,
+        guard: waiting.guard.take(),
+        http1: waiting.http1,
+    }))
+}
+
+/// The layer's own answer, once the request body has been read.
+#[cold]
+#[inline(never)]
+fn poll_early<B, ResBody, E>(
+    early: &mut Pin<Box<Early<B>>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Response<ResponseBody<ResBody>>, E>>
+where
+    B: http_body::Body,
+{
+    let early = early.as_mut().project();
+    ready!(early.discard.poll_discard(cx));
+    let response = early
+        .response
+        .take()
+        .expect("ResponseFuture polled after completion");
+    Poll::Ready(Ok(response.map(ResponseBody::early)))
 }
 
 impl<S, B> std::fmt::Debug for ResponseFuture<S, B>

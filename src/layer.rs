@@ -214,7 +214,11 @@ impl DrainLayer {
     }
 
     fn configure(mut self, f: impl FnOnce(&mut Config)) -> Self {
-        f(Arc::make_mut(&mut self.config));
+        let config = Arc::make_mut(&mut self.config);
+        f(config);
+        config.routes_by_path = config.readiness_path.is_some()
+            || config.liveness_path.is_some()
+            || !config.exempt_paths.is_empty();
         self
     }
 }

@@ -88,16 +88,39 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+    #[inline]
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let config = &*self.config;
+        // The pass-through path, kept small so that it inlines into the server and moves the
+        // request once, into the inner call. Everything else is out of line.
+        if config.routes_by_path || config.drain_signal || !self.inner_ready {
+            return self.call_slow(request);
+        }
+        let Some(guard) = config.tracker.shared.admit(Admit::Request) else {
+            return config.refuse(request);
+        };
+        self.inner_ready = false;
+        let http1 = is_http1(request.version());
+        // The guard is created before the inner call, so a panic in `call` releases it too.
+        ResponseFuture::inner(self.inner.call(request), Some(guard), http1)
+    }
+}
+
+impl<S> Drain<S> {
+    /// Every request but the plain pass-through: probes and exempt paths, the drain signal,
+    /// an inner service that was not ready.
+    #[inline(never)]
+    fn call_slow<B>(&mut self, mut request: Request<B>) -> ResponseFuture<S, B>
+    where
+        S: Service<Request<B>> + Clone,
+        B: http_body::Body,
+    {
         let config = &*self.config;
         let tracker = &config.tracker;
         let guard = match config.route(request.uri().path()) {
             Route::Counted => match tracker.shared.admit(Admit::Request) {
                 Some(guard) => Some(guard),
-                None => {
-                    let response = config.rejection.response(&request);
-                    return config.answer(request, response);
-                }
+                None => return config.refuse(request),
             },
             Route::Readiness => {
                 let response = readiness_response(request.method(), tracker.is_ready());
@@ -116,12 +139,9 @@ where
         if !std::mem::take(&mut self.inner_ready) {
             return self.call_when_ready(request, guard, http1);
         }
-        // The guard is created before the inner call, so a panic in `call` releases it too.
         ResponseFuture::inner(self.inner.call(request), guard, http1)
     }
-}
 
-impl<S: Clone> Drain<S> {
     /// The inner service was not ready: the request waits for it in its future, on the
     /// service that was polled (a fresh clone takes its place here).
     #[cold]
@@ -133,7 +153,7 @@ impl<S: Clone> Drain<S> {
         http1: bool,
     ) -> ResponseFuture<S, B>
     where
-        S: Service<Request<B>>,
+        S: Service<Request<B>> + Clone,
     {
         let clone = self.inner.clone();
         let service = std::mem::replace(&mut self.inner, clone);
@@ -142,6 +162,17 @@ impl<S: Clone> Drain<S> {
 }
 
 impl Config {
+    /// Refuses `request`: admission has closed.
+    #[cold]
+    #[inline(never)]
+    fn refuse<S, B>(&self, request: Request<B>) -> ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        let response = self.rejection.response(&request);
+        self.answer(request, response)
+    }
+
     /// Answers `request` with `response` without calling the inner service, reading the
     /// request body first where the answer would otherwise be lost (see `discard.rs`).
     #[cold]
