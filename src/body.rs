@@ -67,17 +67,19 @@ where
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         match self.project().kind.project() {
             KindProj::Inner { mut body, guard } => {
-                let frame = std::task::ready!(body.as_mut().poll_frame(cx));
+                // Returned as it came (moving a frame through locals costs copies).
+                let poll = body.as_mut().poll_frame(cx);
                 // The request is over when the body ends, fails, or says nothing follows;
                 // release at once rather than when the server gets round to dropping the body.
-                let finished = match &frame {
-                    Some(Ok(_)) => body.is_end_stream(),
-                    None | Some(Err(_)) => true,
+                let finished = match &poll {
+                    Poll::Ready(Some(Ok(_))) => body.is_end_stream(),
+                    Poll::Ready(None | Some(Err(_))) => true,
+                    Poll::Pending => false,
                 };
                 if finished {
                     drop(guard.take());
                 }
-                Poll::Ready(frame)
+                poll
             }
             KindProj::Early { body } => {
                 Poll::Ready(body.take().map(|data| Ok(Frame::data(data.into()))))

@@ -22,54 +22,37 @@ pin_project! {
     /// `B` is the request body: kept, and read to its end, only when the layer answers the
     /// request itself (see [`DrainLayer::refused_body_limit`](crate::DrainLayer::refused_body_limit)).
     #[must_use = "futures do nothing unless polled"]
+    #[project = Proj]
     pub struct ResponseFuture<S, B>
     where
         S: Service<Request<B>>,
     {
+        // The inner service's future: the hot path. `None` while the request waits for the
+        // inner service, or when the layer answers itself.
         #[pin]
-        state: State<S, B>,
+        future: Option<S::Future>,
+        // Held only for its `Drop` until the response exists, then moved into the body.
+        guard: Option<InFlightGuard>,
+        http1: bool,
+        // The cold states, boxed so that they do not make every request's future larger.
+        cold: Option<Pin<Box<Cold<S, B>>>>,
     }
 }
 
 pin_project! {
-    #[project = StateProj]
-    enum State<S, B>
-    where
-        S: Service<Request<B>>,
-    {
-        // The hot path: the inner service's future, and the guard (`None` for exempt paths).
-        Inner {
-            #[pin]
-            future: S::Future,
-            // Held only for its `Drop` until the response exists, then moved into the body.
-            guard: Option<InFlightGuard>,
-            http1: bool,
-        },
-        // The cold states are boxed, so that they do not make every request's future larger.
+    #[project = ColdProj]
+    enum Cold<S, B> {
+        // A request waiting for the inner service to become ready.
         WhenReady {
-            waiting: Box<WhenReady<S, B>>,
+            service: S,
+            request: Option<Request<B>>,
         },
+        // The layer's own answer, sent once the request body has been read (`discard.rs`).
         Early {
-            early: Pin<Box<Early<B>>>,
+            #[pin]
+            discard: Discard<B>,
+            response: Option<Response<EarlyBody>>,
         },
-    }
-}
-
-/// A request waiting for the inner service to become ready.
-struct WhenReady<S, B> {
-    service: S,
-    request: Option<Request<B>>,
-    // Held only for its `Drop`: the request counts while it waits.
-    guard: Option<InFlightGuard>,
-    http1: bool,
-}
-
-pin_project! {
-    /// The layer's own answer, sent once the request body has been read (see `discard.rs`).
-    struct Early<B> {
-        #[pin]
-        discard: Discard<B>,
-        response: Option<Response<EarlyBody>>,
     }
 }
 
@@ -77,13 +60,13 @@ impl<S, B> ResponseFuture<S, B>
 where
     S: Service<Request<B>>,
 {
+    #[inline]
     pub(crate) fn inner(future: S::Future, guard: Option<InFlightGuard>, http1: bool) -> Self {
         Self {
-            state: State::Inner {
-                future,
-                guard,
-                http1,
-            },
+            future: Some(future),
+            guard,
+            http1,
+            cold: None,
         }
     }
 
@@ -94,25 +77,25 @@ where
         http1: bool,
     ) -> Self {
         Self {
-            state: State::WhenReady {
-                waiting: Box::new(WhenReady {
-                    service,
-                    request: Some(request),
-                    guard,
-                    http1,
-                }),
-            },
+            future: None,
+            guard,
+            http1,
+            cold: Some(Box::pin(Cold::WhenReady {
+                service,
+                request: Some(request),
+            })),
         }
     }
 
     pub(crate) fn early(response: Response<EarlyBody>, discard: Discard<B>) -> Self {
         Self {
-            state: State::Early {
-                early: Box::pin(Early {
-                    discard,
-                    response: Some(response),
-                }),
-            },
+            future: None,
+            guard: None,
+            http1: false,
+            cold: Some(Box::pin(Cold::Early {
+                discard,
+                response: Some(response),
+            })),
         }
     }
 }
@@ -125,73 +108,64 @@ where
     type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
 
     #[inline]
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.as_mut().project().state;
-        let (future, guard, http1) = match state.as_mut().project() {
-            StateProj::Inner {
-                future,
-                guard,
-                http1,
-            } => (future, guard, http1),
-            StateProj::WhenReady { waiting } => {
-                let future = ready!(poll_when_ready(waiting, cx))?;
-                state.set(future);
-                return self.poll(cx);
-            }
-            StateProj::Early { early } => return poll_early(early, cx),
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut me = self.project();
+        let Some(future) = me.future.as_mut().as_pin_mut() else {
+            return poll_cold(me, cx);
         };
         let result = ready!(future.poll(cx));
-        let guard = guard.take();
+        let guard = me.guard.take();
         // On error the guard is released here: there is no body to carry it.
         let mut response = result?;
-        if *http1 && guard.as_ref().is_some_and(|g| !g.shared().is_ready()) {
+        if *me.http1 && guard.as_ref().is_some_and(|g| !g.shared().is_ready()) {
             close_connection(&mut response);
         }
         Poll::Ready(Ok(response.map(|body| ResponseBody::inner(body, guard))))
     }
 }
 
-/// Waits for the inner service, then calls it: returns the state that polls its future.
+/// The cold states: waiting for the inner service (then calling it and polling its future),
+/// or the layer's own answer once the request body has been read.
 #[cold]
 #[inline(never)]
-fn poll_when_ready<S, B>(
-    waiting: &mut WhenReady<S, B>,
+fn poll_cold<S, B, ResBody>(
+    mut me: Proj<'_, S, B>,
     cx: &mut Context<'_>,
-) -> Poll<Result<State<S, B>, S::Error>>
+) -> Poll<Result<Response<ResponseBody<ResBody>>, S::Error>>
 where
-    S: Service<Request<B>>,
-{
-    // On error the guard is released with the box: nothing was processed.
-    ready!(waiting.service.poll_ready(cx))?;
-    let request = waiting
-        .request
-        .take()
-        .expect("ResponseFuture polled after completion");
-    let future = waiting.service.call(request);
-    Poll::Ready(Ok(State::Inner {
-        future,
-        guard: waiting.guard.take(),
-        http1: waiting.http1,
-    }))
-}
-
-/// The layer's own answer, once the request body has been read.
-#[cold]
-#[inline(never)]
-fn poll_early<B, ResBody, E>(
-    early: &mut Pin<Box<Early<B>>>,
-    cx: &mut Context<'_>,
-) -> Poll<Result<Response<ResponseBody<ResBody>>, E>>
-where
+    S: Service<Request<B>, Response = Response<ResBody>>,
     B: http_body::Body,
 {
-    let early = early.as_mut().project();
-    ready!(early.discard.poll_discard(cx));
-    let response = early
-        .response
-        .take()
+    let cold = me
+        .cold
+        .as_mut()
         .expect("ResponseFuture polled after completion");
-    Poll::Ready(Ok(response.map(ResponseBody::early)))
+    match cold.as_mut().project() {
+        ColdProj::WhenReady { service, request } => {
+            // On error the guard is released with the future: nothing was processed.
+            ready!(service.poll_ready(cx))?;
+            let request = request
+                .take()
+                .expect("ResponseFuture polled after completion");
+            me.future.set(Some(service.call(request)));
+            *me.cold = None;
+            let future = me.future.as_mut().as_pin_mut().expect("just set");
+            let result = ready!(future.poll(cx));
+            let guard = me.guard.take();
+            let mut response = result?;
+            if *me.http1 && guard.as_ref().is_some_and(|g| !g.shared().is_ready()) {
+                close_connection(&mut response);
+            }
+            Poll::Ready(Ok(response.map(|body| ResponseBody::inner(body, guard))))
+        }
+        ColdProj::Early { discard, response } => {
+            ready!(discard.poll_discard(cx));
+            let response = response
+                .take()
+                .expect("ResponseFuture polled after completion");
+            Poll::Ready(Ok(response.map(ResponseBody::early)))
+        }
+    }
 }
 
 impl<S, B> std::fmt::Debug for ResponseFuture<S, B>
@@ -199,11 +173,13 @@ where
     S: Service<Request<B>>,
 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = match &self.state {
-            State::Inner { guard: None, .. } => "untracked",
-            State::Inner { .. } => "tracked",
-            State::WhenReady { .. } => "waiting for the inner service",
-            State::Early { .. } => "early",
+        let state = match (&self.cold, &self.guard) {
+            (None, None) => "untracked",
+            (None, Some(_)) => "tracked",
+            (Some(cold), _) => match cold.as_ref().get_ref() {
+                Cold::WhenReady { .. } => "waiting for the inner service",
+                Cold::Early { .. } => "early",
+            },
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
