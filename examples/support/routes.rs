@@ -4,6 +4,9 @@
 //! - `GET /slow?ms=N`: answers after N ms (default 100, at most 60 000).
 //! - `GET /stream?chunks=N&ms=M`: N chunks (default 10, at most 10 000), M ms apart
 //!   (default 50, at most 60 000), as a chunked streaming body.
+//! - `GET /bytes?n=N`: N bytes (default 1 MiB, at most 256 MiB) as **one** in-memory body with
+//!   a `Content-Length`, like a large JSON response: 64-byte lines `0123..\n` repeated, cut at
+//!   N. What a slow download across a shutdown is tested with.
 //!
 //! Bad query values get `400 Bad Request`, never a panic.
 
@@ -29,6 +32,30 @@ pub fn routes() -> Router {
         .route("/", get(|| async { "hello\n" }))
         .route("/slow", get(slow))
         .route("/stream", get(stream))
+        .route("/bytes", get(bytes))
+}
+
+/// The largest `/bytes` body.
+const MAX_BYTES: u64 = 256 << 20;
+
+/// One line of the `/bytes` body: 63 visible characters and a newline.
+const LINE: &[u8; 64] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-\n";
+
+async fn bytes(Query(query): Query<HashMap<String, String>>) -> Response {
+    let n = match param(&query, "n", 1 << 20, MAX_BYTES) {
+        Ok(n) => n as usize, // at most 256 MiB: fits
+        Err(bad) => return bad,
+    };
+    let mut body = Vec::with_capacity(n);
+    while body.len() + LINE.len() <= n {
+        body.extend_from_slice(LINE);
+    }
+    body.extend_from_slice(&LINE[..n - body.len()]);
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+        Bytes::from(body),
+    )
+        .into_response()
 }
 
 async fn slow(Query(query): Query<HashMap<String, String>>) -> Response {
