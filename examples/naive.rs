@@ -6,7 +6,8 @@
 //!
 //! - listens on `ADDR` (default `127.0.0.1:3000`, port 0 allowed) and prints
 //!   `listening on <bound address>` once it accepts;
-//! - `GET /`, `GET /slow?ms=N`, `GET /stream?chunks=N&ms=M` (see `support/routes.rs`);
+//! - `GET /`, `GET /slow?ms=N`, `GET /stream?chunks=N&ms=M`, `GET /bytes?n=N` (see
+//!   `support/routes.rs`);
 //! - `GET /readyz` and `GET /livez` answer `200` always, like a typical hand-written health
 //!   route that knows nothing about shutdown.
 //!
@@ -35,27 +36,12 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use axum::routing::get;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Mode {
-    Graceful,
-    Abrupt,
-}
-
-fn mode_from_env() -> Result<Mode, String> {
-    match std::env::var("NAIVE") {
-        Err(std::env::VarError::NotPresent) => Ok(Mode::Graceful),
-        Ok(v) if v == "graceful" => Ok(Mode::Graceful),
-        Ok(v) if v == "abrupt" => Ok(Mode::Abrupt),
-        Ok(v) => Err(format!("NAIVE must be `graceful` or `abrupt`, got {v:?}")),
-        Err(e) => Err(format!("NAIVE: {e}")),
-    }
-}
+use plain::Mode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let (mode, addr) = match (
-        mode_from_env(),
+        plain::mode_from_env(),
         env::addr(SocketAddr::from(([127, 0, 0, 1], 3000))),
     ) {
         (Ok(mode), Ok(addr)) => (mode, addr),

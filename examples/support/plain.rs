@@ -1,5 +1,27 @@
-//! What the servers without `Shutdown` (`naive`, `bench_server`) use instead of it: a future
-//! for the first SIGTERM or Ctrl-C.
+//! What the servers without `Shutdown` (`naive`, `naive_tonic`, `bench_server`) use instead of
+//! it: a future for the first SIGTERM or Ctrl-C, and the `NAIVE` setting of the control servers.
+
+/// What the control servers do on SIGTERM (or Ctrl-C), from `NAIVE`.
+#[allow(dead_code)] // bench_server has no NAIVE setting
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// The server's own graceful shutdown alone (the default).
+    Graceful,
+    /// Exit at once with code 0, cutting every connection and in-flight request.
+    Abrupt,
+}
+
+/// `NAIVE`: `graceful` (default) or `abrupt`.
+#[allow(dead_code)] // bench_server has no NAIVE setting
+pub fn mode_from_env() -> Result<Mode, String> {
+    match std::env::var("NAIVE") {
+        Err(std::env::VarError::NotPresent) => Ok(Mode::Graceful),
+        Ok(v) if v == "graceful" => Ok(Mode::Graceful),
+        Ok(v) if v == "abrupt" => Ok(Mode::Abrupt),
+        Ok(v) => Err(format!("NAIVE must be `graceful` or `abrupt`, got {v:?}")),
+        Err(e) => Err(format!("NAIVE: {e}")),
+    }
+}
 
 /// Resolves on the first SIGTERM or Ctrl-C. A listener that cannot be installed is reported
 /// on stderr and never fires.
