@@ -13,9 +13,17 @@
 //! - `DrainLayer` sits on `Server::builder().layer(..)`: once the drain starts, new calls get
 //!   `UNAVAILABLE` (which gRPC clients retry) without reaching the services; the health
 //!   service is exempt, so probes keep getting an answer (`NOT_SERVING`) until the exit.
+//! - It serves `demo.Echo` (`support/echo.rs`: `/demo.Echo/Unary`, `/demo.Echo/Stream`, raw
+//!   bytes, no codegen), **not** exempt: what the gRPC client of `scripts/rolling-restart.sh`
+//!   calls. `GET /readyz` is answered by the layer (`200`, `503` from the moment the shutdown
+//!   begins) for load balancers that check over plain HTTP/2 rather than gRPC, like HAProxy's
+//!   `option httpchk` with `check-proto h2`.
 //! - `serve_with_incoming_shutdown` follows the drain token: tonic stops accepting and sends
 //!   HTTP/2 `GOAWAY` at the moment the layer starts refusing.
 
+#[allow(dead_code)] // the load generator uses the client half
+#[path = "support/echo.rs"]
+mod echo;
 #[path = "support/env.rs"]
 mod env;
 
@@ -45,6 +53,8 @@ async fn serve(settings: env::Settings) -> Result<ExitCode, String> {
         drain_timeout,
     } = settings;
     let drain = DrainLayer::new(CancellationToken::new())
+        // Readiness for HTTP/2 health checks (HAProxy): 503 from the start of the shutdown.
+        .readiness_path("/readyz")
         // Probes keep their answer through the drain: NOT_SERVING, not UNAVAILABLE.
         .exempt_path("/grpc.health.v1.Health/Check")
         .exempt_path("/grpc.health.v1.Health/Watch");
@@ -78,6 +88,7 @@ async fn serve(settings: env::Settings) -> Result<ExitCode, String> {
         tonic::transport::Server::builder()
             .layer(drain)
             .add_service(health)
+            .add_service(echo::EchoServer)
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(listener),
                 shutdown.drain_token().cancelled_owned(),

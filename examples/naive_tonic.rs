@@ -1,0 +1,88 @@
+//! The gRPC control of the zero-downtime proof: the `demo.Echo` service
+//! (`support/echo.rs`) on tonic's `Server` with **no** `DrainLayer`, no health service and no
+//! notice period, shut down with tonic's own graceful shutdown alone.
+//!
+//! Same interface as the `tonic` example, so `scripts/rolling-restart.sh` can swap one for the
+//! other:
+//!
+//! - listens on `ADDR` (default `127.0.0.1:50051`, port 0 allowed) and prints
+//!   `listening on <bound address>` once it accepts;
+//! - serves `/demo.Echo/Unary` and `/demo.Echo/Stream` over HTTP/2 (cleartext);
+//! - any other path, `GET /readyz` included, gets tonic's fallback: HTTP `200` with
+//!   `grpc-status: 12` (`UNIMPLEMENTED`). An HTTP/2 health check on `/readyz` therefore passes
+//!   as long as the server accepts connections, like `naive`'s always-200 readiness route.
+//!
+//! `NAIVE` picks what `SIGTERM` (or Ctrl-C) does:
+//!
+//! - `graceful` (default): `Server::builder().add_service(..).serve_with_incoming_shutdown(..)`
+//!   alone: stop accepting, send `GOAWAY`, let open calls finish, exit 0;
+//! - `abrupt`: exit at once with code 0, cutting every connection and call.
+//!
+//! ```sh
+//! NAIVE=graceful ADDR=127.0.0.1:50052 cargo run --example naive_tonic
+//! ```
+
+#[allow(dead_code)] // the load generator uses the client half
+#[path = "support/echo.rs"]
+mod echo;
+#[allow(dead_code)] // each example uses part of the shared environment helpers
+#[path = "support/env.rs"]
+mod env;
+#[path = "support/plain.rs"]
+mod plain;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use plain::Mode;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::Server;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let (mode, addr) = match (
+        plain::mode_from_env(),
+        env::addr(SocketAddr::from(([127, 0, 0, 1], 50051))),
+    ) {
+        (Ok(mode), Ok(addr)) => (mode, addr),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("naive_tonic: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match env::bind(addr).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("naive_tonic: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let router = Server::builder().add_service(echo::EchoServer);
+    let incoming = TcpIncoming::from(listener);
+    let result = match mode {
+        Mode::Graceful => {
+            let signal = plain::terminate_or_interrupt("naive_tonic");
+            router.serve_with_incoming_shutdown(incoming, signal).await
+        }
+        Mode::Abrupt => {
+            tokio::select! {
+                r = router.serve_with_incoming(incoming) => r,
+                () = plain::terminate_or_interrupt("naive_tonic") => {
+                    println!("naive_tonic (abrupt): signal received, exiting now");
+                    // Exit without dropping the runtime's tasks gracefully: connections are cut.
+                    std::process::exit(0);
+                }
+            }
+        }
+    };
+    match result {
+        Ok(()) => {
+            println!("naive_tonic ({mode:?}): shut down");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("naive_tonic: server error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
