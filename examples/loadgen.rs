@@ -1,64 +1,84 @@
-//! Load generator for `scripts/rolling-restart.sh`: steady HTTP/1.1 keep-alive traffic that
-//! records the outcome of **every** request and never retries one.
+//! Load generator for `scripts/rolling-restart.sh`: steady traffic that records the outcome of
+//! **every** request and retries only what the protocol proves was never processed.
 //!
 //! ```sh
-//! cargo run --release --example loadgen -- --target 127.0.0.1:8080 --connections 8 < control
+//! cargo run --release --example loadgen -- --target 127.0.0.1:8080 --client h2 --load fast < control
 //! ```
 //!
-//! Each of `--connections` workers owns one keep-alive connection and sends requests on it one
-//! after the other, `--pause-ms` apart. Every fourth worker sends only fast requests (so the
-//! load has a high request rate); the others mix
+//! Clients (`--client`, one module each under `examples/support/load/`):
 //!
-//! - 60 % `GET /` (body must be `hello\n`),
-//! - 25 % `GET /slow?ms=200..500` (body must be `slept N ms\n`),
-//! - 15 % `GET /stream?chunks=3..8&ms=50..100` (body must be exactly `chunk 1\n` .. `chunk N\n`:
-//!   a stream that ends early is a failure even if the connection closed cleanly).
+//! - `h1` (default): one HTTP/1.1 keep-alive connection per worker, one request at a time;
+//!   resends only a request hyper hands back unsent (the connection had already closed).
+//! - `h2`: long-lived HTTP/2 prior-knowledge connections with `--streams` concurrent streams
+//!   each; reconnects after `GOAWAY` and retries only `REFUSED_STREAM` and streams above the
+//!   `GOAWAY`'s last-stream-id, like gRPC's transparent retry.
+//! - `grpc`: tonic channels with `--streams` concurrent callers each, calling `demo.Echo`
+//!   (`examples/support/echo.rs`) with no retry policy, like a tonic client as shipped.
 //!
-//! Outcomes: `ok` (2xx and the expected body), `non-2xx` (by status), and errors: `connect`
-//! (could not reach the load balancer), `closed` (connection closed or reset before the
-//! response), `body` (the response body failed or was truncated), `timeout` (no complete
-//! answer within `--timeout-ms`). A request that hyper hands back **unsent** because the
-//! connection had already closed (after a `Connection: close` response) never reached the
-//! network; it is sent again on a new connection and counted under `unsent` for transparency.
-//! Nothing else is ever retried: retrying is the load balancer's job.
+//! Loads (`--load`): `mixed` (default) draws 60 % fast, 25 % slow (200..500 ms) and 15 %
+//! streaming (3..8 chunks, 50..100 ms apart) requests, `--pause-ms` apart (default 2); `fast`
+//! sends only fast requests (`GET /`, or a unary echo) back to back, on more connections and
+//! streams: over 20 times the request rate (the rate is printed). Defaults: h1 12 connections
+//! (mixed) or 32 (fast); h2 and grpc 8 × 4 streams (mixed) or 16 × 16 (fast).
 //!
-//! Control on standard input, one command a line: `phase LABEL` closes the current phase
-//! and opens a new one (outcomes are counted in the phase in which they are recorded);
-//! `stop` or end of input stops sending, waits for requests in flight, prints the table and
-//! exits. The last line of output is machine-readable:
-//! `TOTAL sent=.. ok=.. non2xx=.. errors=.. unsent=..`.
+//! Every answer is checked (status, and the exact body or messages: a stream that ends early is
+//! a failure even if it ended cleanly). Outcomes: `ok`, `non-2xx` by status, and `errors` by
+//! kind: `connect`, `closed`, `body`, `timeout` (no complete answer within `--timeout-ms`,
+//! retries included), `reset(REASON)`, or a gRPC code and message. `lost` = non-2xx + errors.
+//!
+//! Control on standard input, one command a line: `phase LABEL` closes the current phase and
+//! opens a new one (outcomes are counted in the phase in which they are recorded); `stop` or
+//! end of input stops sending, waits for requests in flight, prints the table and exits. The
+//! last line of output is machine-readable:
+//! `TOTAL sent=.. ok=.. non2xx=.. errors=.. unsent=.. retried=.. lost=.. secs=.. rate=..`.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
+#[allow(dead_code)] // the gRPC servers use the other half
+#[path = "support/echo.rs"]
+mod echo;
+#[path = "support/load/mod.rs"]
+mod load;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper::client::conn::http1;
-use hyper::{Request, StatusCode};
-use hyper_util::rt::TokioIo;
 use tokio::io::AsyncBufReadExt;
-use tokio::net::TcpStream;
+
+use load::stats::Stats;
+use load::{Ctx, Load};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ClientKind {
+    H1,
+    H2,
+    Grpc,
+}
 
 struct Options {
     target: String,
-    connections: usize,
-    pause: Duration,
+    client: ClientKind,
+    load: Load,
+    connections: Option<usize>,
+    streams: Option<usize>,
+    pause: Option<Duration>,
     timeout: Duration,
     label: String,
 }
 
 fn usage() -> String {
-    "usage: loadgen --target HOST:PORT [--connections N] [--pause-ms MS] [--timeout-ms MS] [--label TEXT]".into()
+    "usage: loadgen --target HOST:PORT [--client h1|h2|grpc] [--load mixed|fast] [--connections N] \
+     [--streams N] [--pause-ms MS] [--timeout-ms MS] [--label TEXT]"
+        .into()
 }
 
 fn parse_args() -> Result<Options, String> {
     let mut opts = Options {
         target: String::new(),
-        connections: 12,
-        pause: Duration::from_millis(2),
+        client: ClientKind::H1,
+        load: Load::Mixed,
+        connections: None,
+        streams: None,
+        pause: None,
         timeout: Duration::from_secs(10),
         label: "run".into(),
     };
@@ -74,8 +94,24 @@ fn parse_args() -> Result<Options, String> {
         };
         match flag.as_str() {
             "--target" => opts.target = value()?,
-            "--connections" => opts.connections = number(value()?)?.clamp(1, 1024) as usize,
-            "--pause-ms" => opts.pause = Duration::from_millis(number(value()?)?),
+            "--client" => {
+                opts.client = match value()?.as_str() {
+                    "h1" => ClientKind::H1,
+                    "h2" => ClientKind::H2,
+                    "grpc" => ClientKind::Grpc,
+                    other => return Err(format!("--client must be h1, h2 or grpc, got {other:?}")),
+                }
+            }
+            "--load" => {
+                opts.load = match value()?.as_str() {
+                    "mixed" => Load::Mixed,
+                    "fast" => Load::Fast,
+                    other => return Err(format!("--load must be mixed or fast, got {other:?}")),
+                }
+            }
+            "--connections" => opts.connections = Some(number(value()?)?.clamp(1, 1024) as usize),
+            "--streams" => opts.streams = Some(number(value()?)?.clamp(1, 256) as usize),
+            "--pause-ms" => opts.pause = Some(Duration::from_millis(number(value()?)?)),
             "--timeout-ms" => opts.timeout = Duration::from_millis(number(value()?)?.max(1)),
             "--label" => opts.label = value()?,
             "-h" | "--help" => return Err(usage()),
@@ -85,347 +121,123 @@ fn parse_args() -> Result<Options, String> {
     if opts.target.is_empty() {
         return Err(usage());
     }
+    if opts.client == ClientKind::H1 && opts.streams.is_some_and(|s| s > 1) {
+        return Err("--client h1 sends one request at a time per connection: no --streams".into());
+    }
     Ok(opts)
 }
 
-/// Why a request failed without a status code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum ErrorKind {
-    Connect,
-    Closed,
-    Body,
-    Timeout,
+/// Connections, streams per connection and pause for the options, defaults filled in.
+fn shape(opts: &Options) -> (usize, usize, Duration) {
+    let (connections, streams) = match (opts.client, opts.load) {
+        (ClientKind::H1, Load::Mixed) => (12, 1),
+        (ClientKind::H1, Load::Fast) => (32, 1),
+        (_, Load::Mixed) => (8, 4),
+        (_, Load::Fast) => (16, 16),
+    };
+    let pause = match opts.load {
+        Load::Mixed => Duration::from_millis(2),
+        Load::Fast => Duration::ZERO,
+    };
+    (
+        opts.connections.unwrap_or(connections),
+        opts.streams.unwrap_or(streams),
+        opts.pause.unwrap_or(pause),
+    )
 }
 
-impl ErrorKind {
-    fn name(self) -> &'static str {
-        match self {
-            ErrorKind::Connect => "connect",
-            ErrorKind::Closed => "closed",
-            ErrorKind::Body => "body",
-            ErrorKind::Timeout => "timeout",
-        }
-    }
-}
-
-enum Outcome {
-    Ok,
-    Status(StatusCode),
-    Error(ErrorKind, String),
-}
-
-#[derive(Default)]
-struct Phase {
-    label: String,
-    sent: u64,
-    ok: u64,
-    statuses: BTreeMap<u16, u64>,
-    errors: BTreeMap<ErrorKind, u64>,
-    unsent: u64,
-    /// The slowest request recorded in the phase, failed or not.
-    max_latency: Duration,
-    samples: Vec<String>,
-}
-
-impl Phase {
-    fn non2xx(&self) -> u64 {
-        self.statuses.values().sum()
-    }
-    fn errors(&self) -> u64 {
-        self.errors.values().sum()
-    }
-    fn detail(&self) -> String {
-        let mut s = String::new();
-        for (code, n) in &self.statuses {
-            let _ = write!(s, "{code}:{n} ");
-        }
-        for (kind, n) in &self.errors {
-            let _ = write!(s, "{}:{n} ", kind.name());
-        }
-        s.trim_end().to_string()
-    }
-    fn add(&mut self, other: &Phase) {
-        self.sent += other.sent;
-        self.ok += other.ok;
-        self.unsent += other.unsent;
-        self.max_latency = self.max_latency.max(other.max_latency);
-        for (k, v) in &other.statuses {
-            *self.statuses.entry(*k).or_default() += v;
-        }
-        for (k, v) in &other.errors {
-            *self.errors.entry(*k).or_default() += v;
-        }
-    }
-}
-
-struct Stats {
-    start: Instant,
-    phases: Vec<Phase>,
-}
-
-impl Stats {
-    fn record(&mut self, path: &str, outcome: Outcome, latency: Duration) {
-        let at = self.start.elapsed().as_secs_f64();
-        let phase = self.phases.last_mut().expect("there is always a phase");
-        phase.sent += 1;
-        phase.max_latency = phase.max_latency.max(latency);
-        let sample = match outcome {
-            Outcome::Ok => {
-                phase.ok += 1;
-                None
-            }
-            Outcome::Status(code) => {
-                *phase.statuses.entry(code.as_u16()).or_default() += 1;
-                Some(format!("{at:8.3}s {path}: status {code}"))
-            }
-            Outcome::Error(kind, message) => {
-                *phase.errors.entry(kind).or_default() += 1;
-                Some(format!("{at:8.3}s {path}: {}: {message}", kind.name()))
-            }
+/// Starts every worker: `connections` connections (or channels), `streams` workers on each.
+fn spawn_workers(
+    opts: &Options,
+    ctx: &Arc<Ctx>,
+    connections: usize,
+    streams: usize,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
+    let mut workers = Vec::new();
+    for c in 0..connections {
+        let h2_connection = load::http2::Connection::new(&opts.target);
+        let channel = match opts.client {
+            ClientKind::Grpc => Some(load::grpc::channel(&opts.target)?),
+            _ => None,
         };
-        if let Some(sample) = sample {
-            if phase.samples.len() < 8 {
-                phase.samples.push(sample);
-            }
-        }
-    }
-}
-
-/// A tiny deterministic generator, so runs are reproducible without a dependency.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn between(&mut self, low: u64, high: u64) -> u64 {
-        low + self.next() % (high - low + 1)
-    }
-}
-
-/// A request to send and the body a correct answer has.
-fn pick(rng: &mut XorShift, fast_only: bool) -> (String, String) {
-    match if fast_only { 0 } else { rng.next() % 100 } {
-        0..=59 => ("/".into(), "hello\n".into()),
-        60..=84 => {
-            let ms = rng.between(200, 500);
-            (format!("/slow?ms={ms}"), format!("slept {ms} ms\n"))
-        }
-        _ => {
-            let chunks = rng.between(3, 8);
-            let ms = rng.between(50, 100);
-            let body = (1..=chunks).map(|i| format!("chunk {i}\n")).collect();
-            (format!("/stream?chunks={chunks}&ms={ms}"), body)
-        }
-    }
-}
-
-type Sender = http1::SendRequest<Empty<Bytes>>;
-
-async fn connect(target: &str) -> Result<Sender, String> {
-    let stream = TcpStream::connect(target)
-        .await
-        .map_err(|e| format!("connect {target}: {e}"))?;
-    let _ = stream.set_nodelay(true);
-    let (sender, conn) = http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    tokio::spawn(async move {
-        // Errors surface on the request that was in flight; nothing to add here.
-        let _ = conn.await;
-    });
-    Ok(sender)
-}
-
-fn describe(e: &hyper::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let _ = write!(text, ": {s}");
-        source = s.source();
-    }
-    text
-}
-
-/// Sends one request on `sender` (reconnecting first if needed), reads the whole body and
-/// checks it. Returns `None` if the request was never written because the connection was
-/// already closing (the caller reconnects and sends it again).
-async fn exchange(
-    sender: &mut Option<Sender>,
-    target: &str,
-    path: &str,
-    expected: &str,
-) -> Option<Outcome> {
-    if !matches!(sender, Some(s) if !s.is_closed()) {
-        match connect(target).await {
-            Ok(s) => *sender = Some(s),
-            Err(e) => return Some(Outcome::Error(ErrorKind::Connect, e)),
-        }
-    }
-    let s = sender.as_mut().expect("connected above");
-    if s.ready().await.is_err() {
-        *sender = None;
-        return None;
-    }
-    let request = Request::get(path)
-        .header(hyper::header::HOST, target)
-        .body(Empty::<Bytes>::new())
-        .expect("a valid request");
-    let response = match s.try_send_request(request).await {
-        Ok(r) => r,
-        Err(mut e) => {
-            *sender = None;
-            if e.take_message().is_some() {
-                return None;
-            }
-            return Some(Outcome::Error(ErrorKind::Closed, describe(e.error())));
-        }
-    };
-    let status = response.status();
-    let body = match response.into_body().collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            *sender = None;
-            return Some(Outcome::Error(ErrorKind::Body, describe(&e)));
-        }
-    };
-    if !status.is_success() {
-        return Some(Outcome::Status(status));
-    }
-    if body != expected.as_bytes() {
-        return Some(Outcome::Error(
-            ErrorKind::Body,
-            format!(
-                "{status} with {} bytes, expected {} bytes (truncated or wrong body)",
-                body.len(),
-                expected.len()
-            ),
-        ));
-    }
-    Some(Outcome::Ok)
-}
-
-async fn worker(id: u64, opts: Arc<Options>, stats: Arc<Mutex<Stats>>, stop: Arc<AtomicBool>) {
-    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15 ^ (id + 1).wrapping_mul(0x1000_0000_01B3));
-    let mut sender: Option<Sender> = None;
-    while !stop.load(Ordering::Relaxed) {
-        let (path, expected) = pick(&mut rng, id % 4 == 0);
-        let started = Instant::now();
-        let outcome = loop {
-            let attempt = exchange(&mut sender, &opts.target, &path, &expected);
-            match tokio::time::timeout(opts.timeout, attempt).await {
-                Ok(Some(outcome)) => break outcome,
-                Ok(None) => stats.lock().unwrap().phases.last_mut().unwrap().unsent += 1,
-                Err(_) => {
-                    sender = None;
-                    break Outcome::Error(ErrorKind::Timeout, format!("after {:?}", opts.timeout));
+        for s in 0..streams {
+            let id = (c * streams + s) as u64;
+            let ctx = Arc::clone(ctx);
+            workers.push(match opts.client {
+                ClientKind::H1 => tokio::spawn(async move {
+                    ctx.run(id, &mut load::http1::Http1::default()).await;
+                }),
+                ClientKind::H2 => {
+                    let mut client = load::http2::Http2 {
+                        connection: Arc::clone(&h2_connection),
+                    };
+                    tokio::spawn(async move { ctx.run(id, &mut client).await })
                 }
-            }
-        };
-        let failed_to_connect = matches!(outcome, Outcome::Error(ErrorKind::Connect, _));
-        stats
-            .lock()
-            .unwrap()
-            .record(&path, outcome, started.elapsed());
-        if failed_to_connect {
-            // Do not spin on a load balancer that is not there.
-            tokio::time::sleep(Duration::from_millis(50)).await;
+                ClientKind::Grpc => {
+                    let mut client = load::grpc::Grpc::new(channel.clone().expect("made above"));
+                    tokio::spawn(async move { ctx.run(id, &mut client).await })
+                }
+            });
         }
-        tokio::time::sleep(opts.pause).await;
     }
+    Ok(workers)
 }
 
-fn report(opts: &Options, stats: &Stats) -> (String, Phase) {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<22} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}  detail",
-        opts.label, "sent", "2xx", "non-2xx", "errors", "unsent", "max ms"
-    );
-    let mut total = Phase {
-        label: "total".into(),
-        ..Phase::default()
-    };
-    for phase in &stats.phases {
-        total.add(phase);
-        let _ = writeln!(
-            out,
-            "{:<22} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}  {}",
-            phase.label,
-            phase.sent,
-            phase.ok,
-            phase.non2xx(),
-            phase.errors(),
-            phase.unsent,
-            phase.max_latency.as_millis(),
-            phase.detail()
-        );
-    }
-    let _ = writeln!(
-        out,
-        "{:<22} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}  {}",
-        total.label,
-        total.sent,
-        total.ok,
-        total.non2xx(),
-        total.errors(),
-        total.unsent,
-        total.max_latency.as_millis(),
-        total.detail()
-    );
-    (out, total)
-}
-
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    let opts = match parse_args() {
-        Ok(o) => Arc::new(o),
-        Err(e) => {
-            eprintln!("loadgen: {e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    let stats = Arc::new(Mutex::new(Stats {
-        start: Instant::now(),
-        phases: vec![Phase {
-            label: "warm-up".into(),
-            ..Phase::default()
-        }],
-    }));
-    let stop = Arc::new(AtomicBool::new(false));
-    let workers: Vec<_> = (0..opts.connections as u64)
-        .map(|id| tokio::spawn(worker(id, opts.clone(), stats.clone(), stop.clone())))
-        .collect();
-
+/// Reads control commands until `stop` or the end of input.
+async fn control(stats: &Mutex<Stats>) {
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     loop {
         match lines.next_line().await {
             Ok(Some(line)) => {
                 let line = line.trim();
                 if let Some(label) = line.strip_prefix("phase ") {
-                    stats.lock().unwrap().phases.push(Phase {
-                        label: label.trim().to_string(),
-                        ..Phase::default()
-                    });
+                    let phase = load::stats::Phase::new(label.trim());
+                    stats.lock().unwrap().phases.push(phase);
                 } else if line == "stop" {
-                    break;
+                    return;
                 } else if !line.is_empty() {
                     eprintln!("loadgen: ignoring unknown command {line:?}");
                 }
             }
-            Ok(None) => break,
+            Ok(None) => return,
             Err(e) => {
                 eprintln!("loadgen: reading commands: {e}");
-                break;
+                return;
             }
         }
     }
-    stop.store(true, Ordering::Relaxed);
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let opts = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let (connections, streams, pause) = shape(&opts);
+    let ctx = Arc::new(Ctx {
+        target: opts.target.clone(),
+        load: opts.load,
+        pause,
+        timeout: opts.timeout,
+        stats: Mutex::new(Stats::new()),
+        stop: AtomicBool::new(false),
+    });
+    let workers = match spawn_workers(&opts, &ctx, connections, streams) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let started = Instant::now();
+
+    control(&ctx.stats).await;
+    ctx.stop.store(true, Ordering::Relaxed);
+    let secs = started.elapsed().as_secs_f64();
     // Every request has its own timeout, so this ends; the extra bound is belt and braces.
     let _ = tokio::time::timeout(opts.timeout * 2, async {
         for w in workers {
@@ -434,21 +246,24 @@ async fn main() -> std::process::ExitCode {
     })
     .await;
 
-    let stats = stats.lock().unwrap();
-    for phase in &stats.phases {
-        for sample in &phase.samples {
-            eprintln!("loadgen [{}] {sample}", phase.label);
-        }
-    }
-    let (table, total) = report(&opts, &stats);
+    let stats = ctx.stats.lock().unwrap();
+    let label = format!(
+        "{} {:?}/{:?} {connections}x{streams}",
+        opts.label, opts.client, opts.load
+    );
+    let (table, samples, total) = stats.report(&label);
+    eprint!("{samples}");
     print!("{table}");
     println!(
-        "TOTAL sent={} ok={} non2xx={} errors={} unsent={}",
+        "TOTAL sent={} ok={} non2xx={} errors={} unsent={} retried={} lost={} secs={secs:.1} rate={:.0}",
         total.sent,
         total.ok,
         total.non2xx(),
         total.errors(),
-        total.unsent
+        total.unsent,
+        total.retried(),
+        total.lost(),
+        total.sent as f64 / secs.max(0.001),
     );
     std::process::ExitCode::SUCCESS
 }

@@ -1,0 +1,82 @@
+//! `--client grpc`: tonic clients on long-lived channels, calling the `demo.Echo` service of
+//! `examples/support/echo.rs` (not exempt from the drain layer) with **no** retry policy, as
+//! tonic ships: fast and slow requests are `/demo.Echo/Unary` calls, streams are
+//! `/demo.Echo/Stream` calls, and every answer is checked.
+//!
+//! Each `--connections` channel is shared by `--streams` concurrent callers. tonic's channel
+//! reconnects by itself after a `GOAWAY` or a closed connection. Nothing is retried here: a
+//! call that does not end with `OK` and the expected messages is lost, counted by its gRPC code
+//! and message (for example `Unavailable: service is shutting down..` from the drain layer, or
+//! `Cancelled`/`Unavailable` with "operation was canceled" from tonic's own client).
+
+use bytes::Bytes;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::echo;
+
+use super::stats::Outcome;
+use super::{Client, Ctx, Job};
+
+/// A lazily connected channel to `target`, to share between callers.
+pub fn channel(target: &str) -> Result<Channel, String> {
+    Endpoint::from_shared(format!("http://{target}"))
+        .map(|e| e.connect_lazy())
+        .map_err(|e| format!("bad target {target:?}: {e}"))
+}
+
+/// One caller on a shared channel.
+pub struct Grpc {
+    client: tonic::client::Grpc<Channel>,
+}
+
+impl Grpc {
+    pub fn new(channel: Channel) -> Self {
+        Grpc {
+            client: tonic::client::Grpc::new(channel),
+        }
+    }
+}
+
+impl Client for Grpc {
+    async fn call(&mut self, _ctx: &Ctx, job: Job) -> Outcome {
+        let expected = job.expected();
+        let answer = match job {
+            Job::Fast => echo::unary(&mut self.client, Bytes::from(expected.clone()), 0).await,
+            Job::Slow { ms } => {
+                echo::unary(&mut self.client, Bytes::from(expected.clone()), ms).await
+            }
+            Job::Stream { chunks, ms } => echo::stream(&mut self.client, chunks, ms)
+                .await
+                .map(|messages| messages.concat().into()),
+        };
+        match answer {
+            Ok(bytes) if bytes == expected.as_bytes() => Outcome::Ok,
+            Ok(bytes) => Outcome::Failed(
+                "wrong answer".into(),
+                format!("{} bytes, expected {}", bytes.len(), expected.len()),
+            ),
+            Err(status) => {
+                let message = status_text(&status);
+                Outcome::Failed(format!("{:?}: {message}", status.code()), message)
+            }
+        }
+    }
+}
+
+/// The status message and the chain of errors under it, cut to 100 characters.
+fn status_text(status: &tonic::Status) -> String {
+    let mut text = status.message().to_string();
+    let mut source = std::error::Error::source(status);
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text = if text.is_empty() {
+                part
+            } else {
+                format!("{text}: {part}")
+            };
+        }
+        source = s.source();
+    }
+    text.chars().take(100).collect()
+}
