@@ -3,6 +3,8 @@
 #
 #   bash scripts/rolling-restart.sh --mode drain --restarts 3        # what CI runs
 #   bash scripts/rolling-restart.sh --mode all --restarts 10         # the README's table
+#   bash scripts/rolling-restart.sh --mode compare --client h2 --load fast --lb-mode tcp
+#   bash scripts/matrix.sh                                           # every cell, one table
 #
 # For each mode it starts two instances of a server on loopback, HAProxy in front of them
 # (active health checks on /readyz, keep-alive to the backends), the `loadgen` example
@@ -15,6 +17,17 @@
 #         naive-graceful  examples/naive.rs, NAIVE=graceful: axum's with_graceful_shutdown alone
 #         naive-abrupt    examples/naive.rs, NAIVE=abrupt: exits on SIGTERM at once
 #         all             the three, one after the other, same settings
+#         compare         drain, then naive-graceful (the control), same settings
+#
+# Clients (--client, the `loadgen` example): h1 (HTTP/1.1 keep-alive, the default), h2 (HTTP/2
+# prior knowledge, several streams per connection, retries only what the protocol proves
+# unprocessed: REFUSED_STREAM, or above GOAWAY's last-stream-id), grpc (tonic channels, no
+# retry policy). h1 and h2 drive the axum servers (examples/axum.rs, examples/naive.rs); grpc
+# drives the gRPC servers (examples/tonic.rs, examples/naive_tonic.rs: `demo.Echo`, HTTP/2
+# only). Loads (--load): mixed (fast, slow and streaming requests) or fast (only fast requests,
+# back to back, over 20 times the rate). HAProxy checks the gRPC servers' /readyz over HTTP/2
+# (`check-proto h2`) and speaks HTTP/2 to them in HTTP mode (`proto h2`); nginx takes h2 and grpc
+# clients on an `http2` listener and passes gRPC with `grpc_pass`.
 #
 # Exit status: non-zero if the drain mode lost any request (a non-2xx answer or a connection
 # error, a truncated stream included). The naive modes only report.
@@ -23,16 +36,26 @@
 # retries; --lb-retries on, its default there, adds http_503 to nginx's `error timeout`),
 # configured from scripts/nginx/nginx.conf.in; see run_mode's nginx branches.
 #
+# --result-file FILE appends one line per mode, for scripts/matrix.sh:
+#   MODE sent=.. ok=.. non2xx=.. errors=.. unsent=.. retried=.. lost=.. secs=.. rate=.. detail=..
+#
+# --drain-server NAME passes SERVER=NAME to the drain server: examples/axum.rs takes `serve`
+# (tower-drain's own server, its default once it exists) or `axum` (axum::serve with the layer);
+# without the option the example's default runs.
+#
 # Environment: DRAIN_SERVER_BIN overrides the binary used for the drain mode (it must have
-# the interface of examples/axum.rs); KEEP_LOGS=1 keeps the temporary directory.
+# the interface of examples/axum.rs, or of examples/tonic.rs with --client grpc); KEEP_LOGS=1
+# keeps the temporary directory.
 set -euo pipefail
 
 usage() {
   cat <<'EOF'
-usage: rolling-restart.sh [--mode drain|naive-graceful|naive-abrupt|all] [--restarts N] [--lb haproxy|nginx]
-                          [--lb-mode http-keep-alive|http-server-close|h2|tcp] [--lb-retries off|on]
-                          [--connections N] [--inter-ms MS] [--notice-ms MS] [--restart-gap-ms MS]
-                          [--profile release|dev] [--pause-ms MS]
+usage: rolling-restart.sh [--mode drain|naive-graceful|naive-abrupt|all|compare] [--restarts N]
+                          [--lb haproxy|nginx] [--lb-mode http-keep-alive|http-server-close|h2|tcp]
+                          [--lb-retries off|on] [--client h1|h2|grpc] [--load mixed|fast]
+                          [--connections N] [--streams N] [--pause-ms MS] [--inter-ms MS]
+                          [--notice-ms MS] [--restart-gap-ms MS] [--profile release|dev]
+                          [--drain-server NAME] [--result-file FILE]
 EOF
 }
 
@@ -41,8 +64,13 @@ RESTARTS=10
 LB=haproxy
 LB_MODE=http-keep-alive
 LB_RETRIES=""      # default: off with HAProxy (its defaults), on with nginx (+ http_503)
-CONNECTIONS=12
-PAUSE_MS=2          # pause of each client connection between two requests
+CLIENT=h1
+LOAD=mixed
+CONNECTIONS=""      # default: the load generator's for the client and load
+STREAMS=""          # concurrent streams per connection (h2, grpc); default: the load generator's
+PAUSE_MS=""         # pause of each worker between two requests; default: 2 (mixed), 0 (fast)
+RESULT_FILE=""
+DRAIN_SERVER=""     # SERVER for the drain server; default: the example's own
 INTER_MS=100        # health-check interval
 FALL=1              # failed checks before DOWN
 RISE=2              # good checks before UP
@@ -66,7 +94,12 @@ while (($#)); do
     --lb) LB=$2; shift 2 ;;
     --lb-mode) LB_MODE=$2; shift 2 ;;
     --lb-retries) LB_RETRIES=$2; shift 2 ;;
+    --client) CLIENT=$2; shift 2 ;;
+    --load) LOAD=$2; shift 2 ;;
     --connections) CONNECTIONS=$2; shift 2 ;;
+    --streams) STREAMS=$2; shift 2 ;;
+    --result-file) RESULT_FILE=$2; shift 2 ;;
+    --drain-server) DRAIN_SERVER=$2; shift 2 ;;
     --inter-ms) INTER_MS=$2; shift 2 ;;
     --notice-ms) NOTICE_MS=$2; shift 2 ;;
     --restart-gap-ms) RESTART_GAP_MS=$2; shift 2 ;;
@@ -80,8 +113,15 @@ done
 case "$MODE" in
   drain|naive-graceful|naive-abrupt) MODES=("$MODE") ;;
   all) MODES=(drain naive-graceful naive-abrupt) ;;
-  *) echo "--mode must be drain, naive-graceful, naive-abrupt or all" >&2; exit 2 ;;
+  compare) MODES=(drain naive-graceful) ;;
+  *) echo "--mode must be drain, naive-graceful, naive-abrupt, all or compare" >&2; exit 2 ;;
 esac
+case "$CLIENT" in h1|h2|grpc) ;; *) echo "--client must be h1, h2 or grpc" >&2; exit 2 ;; esac
+case "$LOAD" in mixed|fast) ;; *) echo "--load must be mixed or fast" >&2; exit 2 ;; esac
+if [[ "$CLIENT" == grpc && "$LB_MODE" == http-server-close ]]; then
+  echo "--client grpc needs HTTP/2 to the backends: --lb-mode http-keep-alive (proto h2), h2 or tcp" >&2; exit 2
+fi
+if [[ "$CLIENT" == h1 && -n "$STREAMS" ]]; then echo "--streams is for --client h2 or grpc" >&2; exit 2; fi
 case "$LB_MODE" in http-keep-alive|http-server-close|h2|tcp) ;; *)
   echo "--lb-mode must be http-keep-alive, http-server-close, h2 or tcp" >&2; exit 2 ;;
 esac
@@ -94,7 +134,7 @@ case "$LB_RETRIES" in on|off) ;; *) echo "--lb-retries must be on or off" >&2; e
 case "$PROFILE" in release) PROFILE_DIR=release ;; dev) PROFILE_DIR=debug ;; *)
   echo "--profile must be release or dev" >&2; exit 2 ;;
 esac
-for n in "$RESTARTS" "$CONNECTIONS" "$INTER_MS" "$RESTART_GAP_MS" "${NOTICE_MS:-0}" "$PAUSE_MS"; do
+for n in "$RESTARTS" "${CONNECTIONS:-1}" "${STREAMS:-1}" "$INTER_MS" "$RESTART_GAP_MS" "${NOTICE_MS:-0}" "${PAUSE_MS:-0}"; do
   [[ "$n" =~ ^[0-9]+$ ]] || { echo "numeric options take whole numbers, got '$n'" >&2; exit 2; }
 done
 
@@ -108,6 +148,12 @@ elif [[ "$LB" == haproxy ]] && ((NOTICE_MS < MIN_NOTICE_MS)); then
   echo "warning: --notice-ms $NOTICE_MS is below FALL*INTER_MS+CHECK_TIMEOUT_MS = $MIN_NOTICE_MS ms:" \
        "expect failures in the drain mode" >&2
 fi
+
+LOADGEN_ARGS=(--client "$CLIENT" --load "$LOAD")
+LOAD_DESC="client $CLIENT, load $LOAD"
+[[ -z "$CONNECTIONS" ]] || { LOADGEN_ARGS+=(--connections "$CONNECTIONS"); LOAD_DESC+=", $CONNECTIONS connections"; }
+[[ -z "$STREAMS" ]] || { LOADGEN_ARGS+=(--streams "$STREAMS"); LOAD_DESC+=" x $STREAMS streams"; }
+[[ -z "$PAUSE_MS" ]] || { LOADGEN_ARGS+=(--pause-ms "$PAUSE_MS"); LOAD_DESC+=", ${PAUSE_MS}ms apart"; }
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -132,11 +178,14 @@ else
   command -v nginx >/dev/null || { echo "nginx is not available" >&2; exit 1; }
 fi
 
+# The servers: HTTP clients drive the axum pair, gRPC clients the tonic pair.
+if [[ "$CLIENT" == grpc ]]; then DRAIN_EXAMPLE=tonic; NAIVE_EXAMPLE=naive_tonic
+else DRAIN_EXAMPLE=axum; NAIVE_EXAMPLE=naive; fi
 EXAMPLES=(--example loadgen)
 for m in "${MODES[@]}"; do
   case "$m" in
-    drain) [[ -n "${DRAIN_SERVER_BIN:-}" ]] || EXAMPLES+=(--example axum) ;;
-    naive-*) [[ " ${EXAMPLES[*]} " == *" naive "* ]] || EXAMPLES+=(--example naive) ;;
+    drain) [[ -n "${DRAIN_SERVER_BIN:-}" ]] || EXAMPLES+=(--example "$DRAIN_EXAMPLE") ;;
+    naive-*) [[ " ${EXAMPLES[*]} " == *" $NAIVE_EXAMPLE "* ]] || EXAMPLES+=(--example "$NAIVE_EXAMPLE") ;;
   esac
 done
 echo "==> cargo build --profile $PROFILE ${EXAMPLES[*]}"
@@ -182,10 +231,16 @@ alive() { # a child is gone once bash reaped it or it is a zombie
   [[ "$state" != Z ]]
 }
 
+# A free port below the kernel's ephemeral range (32768-60999 by default): under the fast
+# loads the balancers open thousands of outgoing connections, and a port in that range can be
+# taken as a connection's local port while a server is down for its restart.
 free_port() {
-  local p i
+  local p i low=10000 high=30000 eph_low eph_high
+  if read -r eph_low eph_high < /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null; then
+    if ((eph_low > low + 1000)); then high=$((eph_low - 1)); else low=$((eph_high + 1)); high=65535; fi
+  fi
   for ((i = 0; i < 100; i++)); do
-    p=$((20000 + RANDOM % 30000))
+    p=$((low + RANDOM % (high - low + 1)))
     if ! (exec 9<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
   done
   echo "no free port found" >&2; return 1
@@ -221,9 +276,10 @@ start_server() { # start_server NAME PORT MODE -> sets SERVER_PID[NAME]
   STARTS=$((STARTS + 1))
   log=$WORK/server-$mode-$name-$STARTS.log
   case "$mode" in
-    drain) bin=${DRAIN_SERVER_BIN:-$BIN_DIR/axum}; env=(NOTICE_MS="$NOTICE_MS" DRAIN_TIMEOUT_MS="$DRAIN_TIMEOUT_MS") ;;
-    naive-graceful) bin=$BIN_DIR/naive; env=(NAIVE=graceful) ;;
-    naive-abrupt) bin=$BIN_DIR/naive; env=(NAIVE=abrupt) ;;
+    drain) bin=${DRAIN_SERVER_BIN:-$BIN_DIR/$DRAIN_EXAMPLE}; env=(NOTICE_MS="$NOTICE_MS" DRAIN_TIMEOUT_MS="$DRAIN_TIMEOUT_MS")
+      [[ -z "$DRAIN_SERVER" ]] || env+=(SERVER="$DRAIN_SERVER") ;;
+    naive-graceful) bin=$BIN_DIR/$NAIVE_EXAMPLE; env=(NAIVE=graceful) ;;
+    naive-abrupt) bin=$BIN_DIR/$NAIVE_EXAMPLE; env=(NAIVE=abrupt) ;;
   esac
   env "${env[@]}" ADDR="127.0.0.1:$port" "$bin" > "$log" 2>&1 3>&- &
   SERVER_PID[$name]=$!
@@ -232,7 +288,10 @@ start_server() { # start_server NAME PORT MODE -> sets SERVER_PID[NAME]
     || { echo "server $name did not start on port $port; log:" >&2; tail -n 20 "$log" >&2; return 1; }
 }
 
-ready_direct() { [[ "$(http_status "$1" /readyz)" == 200 ]]; }
+# The gRPC servers speak HTTP/2 only, which bash cannot: for them "listening on" is the sign
+# (HAProxy's HTTP/2 check of /readyz, or nginx's access log, then confirms it in use).
+ready_direct() { [[ "$CLIENT" == grpc || "$(http_status "$1" /readyz)" == 200 ]]; }
+accepts() { (exec 9<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 up_in_haproxy() { [[ "$(hap_state "$1")" == 2 ]]; }
 
 # --- nginx (--lb nginx) ----------------------------------------------------------------------
@@ -246,8 +305,14 @@ nginx_start() { # nginx_start MODE: config from the template, then start and wai
   mkdir -p "$NGINX_DIR"
   if [[ "$LB_RETRIES" == on ]]; then next="error timeout http_503"; else next="error timeout"; fi
   NGINX_NEXT_UPSTREAM=$next
+  # Lines tagged `# client:http` or `# client:grpc` are kept for that client only; h2 and grpc
+  # clients get an HTTP/2 (cleartext, prior knowledge) listener.
+  local keep=http drop=grpc listen=""
+  [[ "$CLIENT" != grpc ]] || { keep=grpc; drop=http; }
+  [[ "$CLIENT" == h1 ]] || listen=" http2"
   sed -e "s|@DIR@|$NGINX_DIR|g" -e "s/@FE_PORT@/$FE_PORT/" -e "s/@NEXT_UPSTREAM@/$next/" \
-      -e "s/@PORT_A@/${SERVER_PORT[a]}/" -e "s/@PORT_B@/${SERVER_PORT[b]}/" \
+      -e "s/@PORT_A@/${SERVER_PORT[a]}/" -e "s/@PORT_B@/${SERVER_PORT[b]}/" -e "s/@LISTEN_OPTIONS@/$listen/" \
+      -e "/# client:$drop\$/d" -e "s/ *# client:$keep\$//" \
       scripts/nginx/nginx.conf.in > "$NGINX_DIR/nginx.conf"
   local args=(-p "$NGINX_DIR/" -e "$NGINX_DIR/error.log" -c "$NGINX_DIR/nginx.conf")
   nginx -t -q "${args[@]}" 2> "$NGINX_DIR/check.log" \
@@ -255,7 +320,9 @@ nginx_start() { # nginx_start MODE: config from the template, then start and wai
   nginx "${args[@]}" -g 'daemon off;' > "$NGINX_DIR/nginx.out" 2>&1 3>&- &
   NGINX_PID=$!
   PIDS+=("$!")
-  wait_until 10 eval '[[ "$(http_status "$FE_PORT" /)" == 200 ]]' \
+  local answers='[[ "$(http_status "$FE_PORT" /)" == 200 ]]'
+  [[ "$CLIENT" == h1 ]] || answers='accepts "$FE_PORT"' # HTTP/2 only: bash cannot ask
+  wait_until 10 eval "$answers" \
     || { echo "nginx did not answer on port $FE_PORT" >&2; cat "$NGINX_DIR/error.log" >&2; return 1; }
 }
 
@@ -273,8 +340,10 @@ access_log_size() { stat -c %s "$NGINX_DIR/access.log" 2>/dev/null || echo 0; }
 
 # True once the access log, from byte $2 on, shows a 2xx that nginx got from server port $1
 # (as the last upstream tried): nginx has put the restarted server back in rotation.
+# (grep -q stops at the first match; with pipefail, tail's SIGPIPE must not turn that into a
+# failure when the log grows faster than the pipe drains, as it does under the fast loads.)
 used_by_nginx() {
-  tail -c +"$(($2 + 1))" "$NGINX_DIR/access.log" 2>/dev/null \
+  { tail -c +"$(($2 + 1))" "$NGINX_DIR/access.log" 2>/dev/null || true; } \
     | grep -Eq "127\.0\.0\.1:$1 ust=([0-9]+, )*2[0-9][0-9] status="
 }
 
@@ -317,8 +386,8 @@ run_mode() {
   if [[ "$LB" == nginx ]]; then
     echo
     echo "==> mode $mode: lb nginx (proxy_next_upstream $([[ $LB_RETRIES == on ]] && echo "error timeout http_503" || echo "error timeout")," \
-         "keepalive 32, passive checks only), NOTICE_MS=$( [[ $mode == drain ]] && echo "$NOTICE_MS" || echo "n/a")," \
-         "$RESTARTS restarts, gap ${RESTART_GAP_MS}ms, $CONNECTIONS connections ${PAUSE_MS}ms apart"
+         "keepalive 512, passive checks only), NOTICE_MS=$( [[ $mode == drain ]] && echo "$NOTICE_MS${DRAIN_SERVER:+ SERVER=$DRAIN_SERVER}" || echo "n/a")," \
+         "$RESTARTS restarts, gap ${RESTART_GAP_MS}ms, $LOAD_DESC"
     start_server a "${SERVER_PORT[a]}" "$mode"
     start_server b "${SERVER_PORT[b]}" "$mode"
     nginx_start "$mode"
@@ -332,6 +401,10 @@ run_mode() {
       http-server-close) mode_line=http; conn_line="option http-server-close"; reuse_line="# http-reuse: no server-side reuse with http-server-close" ;;
       tcp) mode_line=tcp; conn_line="# tcp mode: one backend connection per client connection"; reuse_line="# tcp mode: no connection reuse" ;;
     esac
+    # The gRPC servers speak HTTP/2 only: HTTP/2 to them in HTTP mode, and checks over HTTP/2.
+    [[ "$CLIENT" != grpc || "$mode_line" != http ]] || server_line="proto h2"
+    local check_keep=h1 check_drop=h2
+    [[ "$CLIENT" != grpc ]] || { check_keep=h2; check_drop=h1; }
     if [[ "$LB_RETRIES" == on ]]; then
       redispatch_line="option redispatch 1"
       if [[ "$LB_MODE" == tcp ]]; then retry_line="# retry-on needs mode http"
@@ -345,13 +418,14 @@ run_mode() {
         -e "s/@PORT_A@/${SERVER_PORT[a]}/" -e "s/@PORT_B@/${SERVER_PORT[b]}/" -e "s/@SERVER_OPTION@/$server_line/" \
         -e "s/@INTER_MS@/$INTER_MS/g" -e "s/@FALL@/$FALL/" -e "s/@RISE@/$RISE/" \
         -e "s/@CHECK_TIMEOUT_MS@/$CHECK_TIMEOUT_MS/" \
+        -e "/# check:$check_drop\$/d" -e "s/ *# check:$check_keep\$//" \
         scripts/haproxy/haproxy.cfg.in > "$WORK/haproxy-$mode.cfg"
     haproxy -c -q -f "$WORK/haproxy-$mode.cfg" || { echo "invalid HAProxy config" >&2; return 1; }
 
     echo
     echo "==> mode $mode: lb-mode $LB_MODE, lb-retries $LB_RETRIES, inter ${INTER_MS}ms fall $FALL rise $RISE," \
-         "NOTICE_MS=$( [[ $mode == drain ]] && echo "$NOTICE_MS" || echo "n/a"), $RESTARTS restarts," \
-         "gap ${RESTART_GAP_MS}ms, $CONNECTIONS connections ${PAUSE_MS}ms apart"
+         "NOTICE_MS=$( [[ $mode == drain ]] && echo "$NOTICE_MS${DRAIN_SERVER:+ SERVER=$DRAIN_SERVER}" || echo "n/a"), $RESTARTS restarts," \
+         "gap ${RESTART_GAP_MS}ms, $LOAD_DESC"
     start_server a "${SERVER_PORT[a]}" "$mode"
     start_server b "${SERVER_PORT[b]}" "$mode"
     haproxy -db -f "$WORK/haproxy-$mode.cfg" > "$WORK/haproxy-$mode.log" 2>&1 &
@@ -361,7 +435,7 @@ run_mode() {
   fi
 
   mkfifo "$WORK/control-$mode"
-  "$LOADGEN" --target "127.0.0.1:$FE_PORT" --connections "$CONNECTIONS" --pause-ms "$PAUSE_MS" --label "$mode" \
+  "$LOADGEN" --target "127.0.0.1:$FE_PORT" "${LOADGEN_ARGS[@]}" --label "$mode" \
     < "$WORK/control-$mode" > "$WORK/loadgen-$mode.out" 2> "$WORK/loadgen-$mode.err" &
   local loadgen=$!
   PIDS+=("$loadgen")
@@ -389,12 +463,14 @@ run_mode() {
       local log_at
       log_at=$(access_log_size)
       wait_until 10 ready_direct "${SERVER_PORT[$name]}" \
-        && wait_until 10 used_by_nginx "${SERVER_PORT[$name]}" "$log_at" \
-        || { echo "server $name did not come back into use by nginx" >&2; return 1; }
+        || { echo "server $name did not answer /readyz" >&2; return 1; }
+      wait_until 10 used_by_nginx "${SERVER_PORT[$name]}" "$log_at" \
+        || { echo "server $name did not come back into use by nginx (access log from byte $log_at" \
+                  "to $(access_log_size))" >&2; return 1; }
     else
       wait_until 10 ready_direct "${SERVER_PORT[$name]}" \
-        && wait_until 10 up_in_haproxy "$name" \
-        || { echo "server $name did not come back UP" >&2; return 1; }
+        || { echo "server $name did not answer /readyz" >&2; return 1; }
+      wait_until 10 up_in_haproxy "$name" || { echo "server $name did not come back UP" >&2; return 1; }
     fi
     t_up=$(($(now_ms) - t0))
     note="exit $code after ${t_exit} ms, UP again after ${t_up} ms"
@@ -428,9 +504,14 @@ run_mode() {
                    $col["econ"], $col["eresp"], $col["wretr"], $col["wredis"], $col["hrsp_5xx"],
                    $col["connect"], $col["reuse"] }'
   fi
-  local total
+  local total detail
   total=$(grep '^TOTAL' "$WORK/loadgen-$mode.out")
   SUMMARY+=("$mode $total")
+  if [[ -n "$RESULT_FILE" ]]; then
+    # The failures of the total row, by kind: the loadgen table's detail column.
+    detail=$(grep -E '^total ' "$WORK/loadgen-$mode.out" | sed -E 's/^total +([0-9]+ +){7} *//')
+    echo "$mode ${total#TOTAL } detail=${detail:-none}" >> "$RESULT_FILE"
+  fi
 
   [[ -z "$NGINX_PID" ]] || nginx_stop
   for name in a b; do kill -TERM "${SERVER_PID[$name]}" 2>/dev/null || true; done
@@ -447,17 +528,18 @@ for m in "${MODES[@]}"; do run_mode "$m"; done
 
 echo
 if [[ "$LB" == nginx ]]; then
-  echo "==> summary: lb nginx, proxy_next_upstream $NGINX_NEXT_UPSTREAM, $RESTARTS restarts"
+  echo "==> summary: lb nginx, proxy_next_upstream $NGINX_NEXT_UPSTREAM, $LOAD_DESC, $RESTARTS restarts"
 else
-  echo "==> summary: lb-mode $LB_MODE, lb-retries $LB_RETRIES, $RESTARTS restarts"
+  echo "==> summary: lb-mode $LB_MODE, lb-retries $LB_RETRIES, $LOAD_DESC, $RESTARTS restarts"
 fi
-printf '%-16s %8s %8s %8s %8s\n' mode sent 2xx non-2xx errors
+printf '%-16s %8s %8s %8s %8s %8s %8s %8s\n' mode sent ok non-2xx errors lost retried req/s
 status=0
 for line in "${SUMMARY[@]}"; do
-  read -r m _ sent ok non2xx errors _ <<< "$line"
+  read -r m _ sent ok non2xx errors _ retried lost _ rate <<< "$line"
   sent=${sent#sent=}; ok=${ok#ok=}; non2xx=${non2xx#non2xx=}; errors=${errors#errors=}
-  printf '%-16s %8s %8s %8s %8s\n' "$m" "$sent" "$ok" "$non2xx" "$errors"
-  if [[ "$m" == drain ]] && ((non2xx + errors > 0 || sent == 0)); then status=1; fi
+  retried=${retried#retried=}; lost=${lost#lost=}; rate=${rate#rate=}
+  printf '%-16s %8s %8s %8s %8s %8s %8s %8s\n' "$m" "$sent" "$ok" "$non2xx" "$errors" "$lost" "$retried" "$rate"
+  if [[ "$m" == drain ]] && ((lost > 0 || sent == 0)); then status=1; fi
 done
 if ((BAD_EXITS)); then echo "drain mode: $BAD_EXITS restarts exited non-zero"; status=1; fi
 if ((status)); then echo "FAIL: the drain mode lost requests or exited non-zero"; else echo "ok"; fi
