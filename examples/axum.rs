@@ -207,6 +207,5 @@ async fn serve(config: env::Settings, server: Server) -> Result<ExitCode, String
         tracing::error!("the pool was used {misuses} times after it was closed");
         return Ok(ExitCode::from(EXIT_USED_AFTER_CLOSE));
     }
-    // exit_code() is 0, 1, 130 or 143: it fits in a u8.
-    Ok(env::exit_code(report.exit_code()))
+    Ok(ExitCode::from(&report))
 }

@@ -209,9 +209,7 @@ async fn demo() -> Result<ExitCode, String> {
         return Ok(ExitCode::FAILURE);
     }
     println!("no request failed: a zero-downtime deploy");
-    Ok(ExitCode::from(
-        u8::try_from(report.exit_code()).unwrap_or(1),
-    ))
+    Ok(ExitCode::from(&report))
 }
 
 async fn request(

@@ -147,5 +147,5 @@ async fn serve(settings: env::Settings) -> Result<ExitCode, String> {
 
     let report = shutdown.run().await;
     println!("{report}");
-    Ok(env::exit_code(report.exit_code()))
+    Ok(ExitCode::from(&report))
 }

@@ -99,6 +99,12 @@ impl DrainLayer {
         }
     }
 
+    /// The token whose cancellation starts the drain: cancel it yourself, or hand it to
+    /// whatever decides (a [`Shutdown`](crate::Shutdown) does it for you).
+    pub fn token(&self) -> &CancellationToken {
+        self.config.tracker.token()
+    }
+
     /// The tracker shared by every service this layer (or a clone of it) builds.
     pub fn tracker(&self) -> ConnectionTracker {
         self.config.tracker.clone()
@@ -118,6 +124,7 @@ impl DrainLayer {
     /// token is cancelled, as if the server had already gone.
     ///
     /// This is a setting of the tracker, shared by every clone of the layer.
+    #[must_use = "a builder method returns the configured layer"]
     pub fn handoff_grace(self, grace: Duration) -> Self {
         self.config.tracker.shared.set_grace(grace);
         self
@@ -140,6 +147,7 @@ impl DrainLayer {
     /// # Panics
     ///
     /// If `path` does not start with `/` or holds a query or fragment.
+    #[must_use = "a builder method returns the configured layer"]
     pub fn readiness_path(self, path: &str) -> Self {
         self.configure(|c| c.readiness_path = Some(checked_path("readiness", path)))
     }
@@ -152,6 +160,7 @@ impl DrainLayer {
     /// # Panics
     ///
     /// If `path` does not start with `/` or holds a query or fragment.
+    #[must_use = "a builder method returns the configured layer"]
     pub fn liveness_path(self, path: &str) -> Self {
         self.configure(|c| c.liveness_path = Some(checked_path("liveness", path)))
     }
@@ -162,17 +171,20 @@ impl DrainLayer {
     /// # Panics
     ///
     /// If `path` does not start with `/` or holds a query or fragment.
+    #[must_use = "a builder method returns the configured layer"]
     pub fn exempt_path(self, path: &str) -> Self {
         self.configure(|c| c.exempt_paths.push(checked_path("exempt", path)))
     }
 
     /// The `Retry-After` sent with `503` refusals, rounded up to whole seconds. Default: 1 s.
+    #[must_use = "a builder method returns the configured layer"]
     pub fn retry_after(self, retry_after: Duration) -> Self {
         self.configure(|c| c.rejection.set_retry_after(retry_after))
     }
 
     /// The text of refusals: the `503` body, and the `grpc-message` of gRPC refusals
     /// (percent-encoded as gRPC requires).
+    #[must_use = "a builder method returns the configured layer"]
     pub fn rejection_message(self, message: &str) -> Self {
         self.configure(|c| c.rejection.set_message(message))
     }
@@ -183,6 +195,7 @@ impl DrainLayer {
     /// Off by default: inserting an extension costs up to three allocations per request (the
     /// extension map, its table, the boxed value; measured in `tests/no_alloc.rs`). Handlers
     /// can instead get a signal from [`ConnectionTracker::signal`] through application state.
+    #[must_use = "a builder method returns the configured layer"]
     pub fn with_drain_signal(self) -> Self {
         self.configure(|c| c.drain_signal = true)
     }
@@ -197,6 +210,7 @@ impl DrainLayer {
     /// never delays [`drained`](Self::drained). Bodies declared (`Content-Length`) larger than
     /// the limit are not read; requests with `Expect: 100-continue` and HTTP/2 or HTTP/3
     /// requests need no reading and get their answer at once. `0` turns reading off.
+    #[must_use = "a builder method returns the configured layer"]
     pub fn refused_body_limit(self, bytes: u64) -> Self {
         self.configure(|c| c.refused_body_limit = bytes)
     }
@@ -209,6 +223,7 @@ impl DrainLayer {
     /// instead of the `503`, as if reading were off. The limit keeps a client that stalls in
     /// the middle of an upload from holding the connection, and with it the server's graceful
     /// shutdown, open. `Duration::ZERO` turns reading off.
+    #[must_use = "a builder method returns the configured layer"]
     pub fn refused_body_timeout(self, timeout: Duration) -> Self {
         self.configure(|c| c.refused_body_timeout = timeout)
     }
@@ -220,6 +235,14 @@ impl DrainLayer {
             || config.liveness_path.is_some()
             || !config.exempt_paths.is_empty();
         self
+    }
+}
+
+/// A layer with its own token: `DrainLayer::new(CancellationToken::new())`. Get the token with
+/// [`token`](DrainLayer::token), or let a [`Shutdown`](crate::Shutdown) cancel it.
+impl Default for DrainLayer {
+    fn default() -> Self {
+        Self::new(CancellationToken::new())
     }
 }
 

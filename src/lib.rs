@@ -2,7 +2,7 @@
 //!
 //! When a deploy sends `SIGTERM`, a server must drop **no** request: requests in flight
 //! finish, new requests go to other instances, and shared resources close last. This crate
-//! provides the pieces, built on a [`CancellationToken`](tokio_util::sync::CancellationToken):
+//! provides the pieces, built on a [`CancellationToken`]:
 //!
 //! * [`DrainLayer`]: a tower layer that counts every request until its response **body** has
 //!   ended. Once the token is cancelled it serves what the protocol's own goodbye hands over
@@ -146,3 +146,6 @@ pub use service::Drain;
 pub use shutdown::{Shutdown, ShutdownReport};
 pub use signal::DrainSignal;
 pub use tracker::ConnectionTracker;
+
+/// Re-exported from tokio-util: the token a [`DrainLayer`] drains on.
+pub use tokio_util::sync::CancellationToken;

@@ -31,14 +31,17 @@ use crate::tracker::ConnectionTracker;
 /// let drain = DrainLayer::new(CancellationToken::new());
 /// let app: Router = Router::new()
 ///     .route("/", get(|| async { "hello" }))
-///     .layer(drain.clone())
-///     // Mounted after `.layer`, so the probe is neither counted nor refused while draining.
-///     .route_service("/readyz", drain.readiness());
+///     .route_service("/readyz", drain.readiness())
+///     .layer(drain.clone());
 /// ```
 ///
-/// Mount it *outside* the layer, as above: routes added before `.layer(drain)` are wrapped by
-/// it, so a probe there would be counted and, while draining, refused like any request.
-/// [`DrainLayer::readiness_path`](crate::DrainLayer::readiness_path) avoids the question.
+/// Mounted before or after `.layer(drain)`, the probe answers the same: `200` while serving,
+/// `503` from the announce on. A layer that wraps a `ReadinessService` directly (tower's
+/// `ServiceBuilder`, hyper) recognises it and lets its requests through uncounted, never
+/// refused. axum boxes a route's service before its layers apply, so there the probe is counted
+/// for the instant it takes, and once admission has closed the layer's own `503` answers it:
+/// the same status. [`DrainLayer::readiness_path`](crate::DrainLayer::readiness_path) answers
+/// without a route, uncounted everywhere.
 #[derive(Clone)]
 pub struct ReadinessService {
     tracker: ConnectionTracker,

@@ -12,7 +12,7 @@ use crate::config::{Config, Route};
 use crate::discard::Discard;
 use crate::future::ResponseFuture;
 use crate::keep_alive::is_http1;
-use crate::readiness::{liveness_response, readiness_response};
+use crate::readiness::{liveness_response, readiness_response, ReadinessService};
 use crate::tracker::Admit;
 
 /// Middleware that tracks in-flight requests and refuses new ones once admission has closed.
@@ -32,14 +32,25 @@ pub struct Drain<S> {
     config: Arc<Config>,
     /// The inner service said it was ready and has not been called since.
     inner_ready: bool,
+    /// Every request takes `call_slow`: the layer sorts requests by path, inserts the drain
+    /// signal, or wraps a probe. Decided once, when the layer is applied.
+    slow: bool,
+    /// The inner service is a [`ReadinessService`]: its requests pass uncounted, never refused.
+    probe: bool,
 }
 
 impl<S> Drain<S> {
     pub(crate) fn new(inner: S, config: Arc<Config>) -> Self {
+        // A readiness probe wrapped by the layer (mounted before `.layer(drain)` in axum)
+        // must answer, not be counted and refused like a request: recognised here, once.
+        let probe = std::any::type_name::<S>() == std::any::type_name::<ReadinessService>();
+        let slow = probe || config.routes_by_path || config.drain_signal;
         Self {
             inner,
             config,
             inner_ready: false,
+            slow,
+            probe,
         }
     }
 
@@ -61,8 +72,14 @@ impl<S> Drain<S> {
 
 impl<S: Clone> Clone for Drain<S> {
     fn clone(&self) -> Self {
-        // A clone has not been polled: its inner service's readiness is its own to find out.
-        Self::new(self.inner.clone(), Arc::clone(&self.config))
+        Self {
+            inner: self.inner.clone(),
+            config: Arc::clone(&self.config),
+            // A clone has not been polled: its inner service's readiness is its own to find out.
+            inner_ready: false,
+            slow: self.slow,
+            probe: self.probe,
+        }
     }
 }
 
@@ -90,12 +107,12 @@ where
 
     #[inline]
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let config = &*self.config;
         // The pass-through path, kept small so that it inlines into the server and moves the
         // request once, into the inner call. Everything else is out of line.
-        if config.routes_by_path || config.drain_signal || !self.inner_ready {
+        if self.slow || !self.inner_ready {
             return self.call_slow(request);
         }
+        let config = &*self.config;
         let Some(guard) = config.tracker.shared.admit(Admit::Request) else {
             return config.refuse(request);
         };
@@ -117,7 +134,12 @@ impl<S> Drain<S> {
     {
         let config = &*self.config;
         let tracker = &config.tracker;
-        let guard = match config.route(request.uri().path()) {
+        let route = if self.probe {
+            Route::Exempt
+        } else {
+            config.route(request.uri().path())
+        };
+        let guard = match route {
             Route::Counted => match tracker.shared.admit(Admit::Request) {
                 Some(guard) => Some(guard),
                 None => return config.refuse(request),

@@ -122,8 +122,11 @@ pub(crate) struct Shared {
 }
 
 impl ConnectionTracker {
-    /// Creates a tracker that starts draining when `token` is cancelled.
-    pub(crate) fn new(token: CancellationToken) -> Self {
+    /// Creates a tracker that starts draining when `token` is cancelled, for work that is not
+    /// HTTP (a queue consumer, a TCP protocol): count it with [`guard`](Self::guard) and wait
+    /// with [`drained`](Self::drained). For HTTP, get the tracker of a
+    /// [`DrainLayer`](crate::DrainLayer) instead, with [`DrainLayer::tracker`](crate::DrainLayer::tracker).
+    pub fn new(token: CancellationToken) -> Self {
         let shared = Arc::new_cyclic(|weak| Shared {
             state: AtomicUsize::new(0),
             notify: Notify::new(),
@@ -220,6 +223,7 @@ impl ConnectionTracker {
     /// protocol handoff to honour.
     ///
     /// The work counts until the returned guard is dropped.
+    #[must_use = "the work is counted only while the guard is alive"]
     pub fn guard(&self) -> Option<InFlightGuard> {
         self.shared.admit(Admit::Work)
     }

@@ -1050,3 +1050,51 @@ fn exempt_path_with_a_fragment_panics() {
 fn empty_readiness_path_panics() {
     let _ = DrainLayer::new(CancellationToken::new()).readiness_path("");
 }
+
+#[tokio::test]
+async fn readiness_service_wrapped_by_the_layer_is_neither_counted_nor_refused() {
+    let token = CancellationToken::new();
+    let drain = DrainLayer::new(token.clone());
+    let tracker = drain.tracker();
+    let mut probe = drain.layer(drain.readiness());
+    token.cancel();
+    tracker.close();
+    let request = Request::get("/readyz").body(Empty::<Bytes>::new()).unwrap();
+    let response = ServiceExt::<Request<Empty<Bytes>>>::ready(&mut probe)
+        .await
+        .unwrap()
+        .call(request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        response.into_body().collect().await.unwrap().to_bytes(),
+        "shutting down\n",
+        "the probe's own answer, not the layer's refusal"
+    );
+    assert_eq!(tracker.rejected_total(), 0);
+    assert_eq!(tracker.admitted_total(), 0);
+}
+
+#[tokio::test]
+async fn readiness_route_inside_an_axum_layer_still_answers_503_once_admission_closed() {
+    let token = CancellationToken::new();
+    let drain = DrainLayer::new(token.clone());
+    let tracker = drain.tracker();
+    let mut app = axum::Router::new()
+        .route_service("/readyz", drain.readiness())
+        .layer(drain.clone());
+    let status = |app: &mut axum::Router| {
+        let request = Request::get("/readyz")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let future = app.call(request);
+        async move { future.await.unwrap().status() }
+    };
+    assert_eq!(status(&mut app).await, StatusCode::OK);
+    tracker.announce_shutdown();
+    assert_eq!(status(&mut app).await, StatusCode::SERVICE_UNAVAILABLE);
+    token.cancel();
+    tracker.close();
+    assert_eq!(status(&mut app).await, StatusCode::SERVICE_UNAVAILABLE);
+}

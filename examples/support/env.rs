@@ -118,7 +118,7 @@ where
     })
 }
 
-/// A `ShutdownReport::exit_code` (0, 1, 130 or 143) as the process's exit code.
-pub fn exit_code(code: i32) -> ExitCode {
-    ExitCode::from(u8::try_from(code).unwrap_or(1))
+/// An exit code (0, 1, 130 or 143) as the process's exit code.
+pub fn exit_code(code: impl Into<i32>) -> ExitCode {
+    ExitCode::from(u8::try_from(code.into()).unwrap_or(1))
 }

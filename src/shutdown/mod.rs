@@ -67,7 +67,7 @@
 //!     );
 //!
 //!     let report = shutdown.run().await; // waits for SIGTERM, then runs the sequence
-//!     Ok(ExitCode::from(report.exit_code() as u8)) // 0, 1, 130 or 143
+//!     Ok(ExitCode::from(&report)) // 0, 1, 130 or 143
 //! }
 //! ```
 

@@ -1,6 +1,7 @@
 //! [`ShutdownReport`]: what the shutdown did, how long each phase took, and the exit code.
 
 use std::fmt;
+use std::process::{ExitCode, Termination};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -96,7 +97,7 @@ pub struct ShutdownReport {
 
 impl ShutdownReport {
     /// Exit code meaning a deadline was hit or a cleanup hook did not succeed.
-    pub const EXIT_INCOMPLETE: i32 = 1;
+    pub const EXIT_INCOMPLETE: u8 = 1;
 
     /// `true` if everything finished in time: requests drained, every server closed its
     /// connections (every response written), no task aborted, every hook succeeded, no second
@@ -119,7 +120,10 @@ impl ShutdownReport {
     ///   (requests still in flight or a server still open at the drain deadline, tasks
     ///   aborted, a hook timed out, the overall deadline) or a server or a hook failed. The
     ///   report says which.
-    pub fn exit_code(&self) -> i32 {
+    ///
+    /// `main` can return the report itself (it implements [`Termination`]), or
+    /// `ExitCode::from(&report)`.
+    pub fn exit_code(&self) -> u8 {
         match self.forced_by {
             Some(signal) => signal.exit_code(),
             None if self.is_clean() => 0,
@@ -138,6 +142,30 @@ impl ShutdownReport {
             .iter()
             .find(|timing| timing.phase == phase)
             .map(|timing| timing.duration)
+    }
+}
+
+/// `main` may return the report: the process exits with its [exit code](ShutdownReport::exit_code).
+///
+/// ```no_run
+/// # use tower_drain::{DrainLayer, Shutdown, ShutdownReport};
+/// #[tokio::main]
+/// async fn main() -> ShutdownReport {
+///     let drain = DrainLayer::default();
+///     let shutdown = Shutdown::builder(&drain).build().expect("valid timings");
+///     // ... serve ...
+///     shutdown.run().await
+/// }
+/// ```
+impl Termination for ShutdownReport {
+    fn report(self) -> ExitCode {
+        ExitCode::from(&self)
+    }
+}
+
+impl From<&ShutdownReport> for ExitCode {
+    fn from(report: &ShutdownReport) -> Self {
+        ExitCode::from(report.exit_code())
     }
 }
 

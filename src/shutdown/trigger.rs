@@ -15,6 +15,7 @@ pub(crate) type BoxTrigger = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// A termination signal, as delivered by the OS or sent through [`ShutdownHandle::signal`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Signal {
     /// `SIGINT` (Ctrl-C; on Windows, the Ctrl-C event).
     Interrupt,
@@ -25,7 +26,7 @@ pub enum Signal {
 impl Signal {
     /// The conventional exit status of a process killed by this signal: `128 + signo`, so
     /// `130` for `SIGINT` and `143` for `SIGTERM`.
-    pub fn exit_code(self) -> i32 {
+    pub fn exit_code(self) -> u8 {
         match self {
             Self::Interrupt => 130,
             Self::Terminate => 143,
