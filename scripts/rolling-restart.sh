@@ -188,8 +188,10 @@ for m in "${MODES[@]}"; do
     naive-*) [[ " ${EXAMPLES[*]} " == *" $NAIVE_EXAMPLE "* ]] || EXAMPLES+=(--example "$NAIVE_EXAMPLE") ;;
   esac
 done
-echo "==> cargo build --profile $PROFILE ${EXAMPLES[*]}"
-cargo build --profile "$PROFILE" --quiet "${EXAMPLES[@]}"
+# --all-features: examples may require optional features (axum needs `serve` once it exists),
+# and it is the feature set CI's tests build, so a dev-profile run shares their build.
+echo "==> cargo build --profile $PROFILE --all-features ${EXAMPLES[*]}"
+cargo build --profile "$PROFILE" --quiet --all-features "${EXAMPLES[@]}"
 # Where cargo put them (honours CARGO_TARGET_DIR and build.target-dir).
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)
 [[ -n "$TARGET_DIR" ]] || TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
