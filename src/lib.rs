@@ -105,46 +105,40 @@
 )]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod body;
-mod config;
-mod connections;
-mod discard;
-mod drained;
-mod error;
-mod future;
-mod guard;
-mod keep_alive;
 mod layer;
 mod loom;
-mod readiness;
-mod reject;
 #[cfg(feature = "serve")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serve")))]
 pub mod serve;
-mod service;
 #[cfg(feature = "shutdown")]
 #[cfg_attr(docsrs, doc(cfg(feature = "shutdown")))]
 pub mod shutdown;
-mod signal;
-mod token_watch;
 mod tracker;
 
-pub use body::{EarlyBody, ResponseBody};
-pub use connections::{ConnectionCounts, LastRequest, OpenConnection};
-pub use drained::{Drained, Draining};
-pub use error::DrainTimeout;
-pub use future::ResponseFuture;
-pub use guard::InFlightGuard;
+pub mod future {
+    //! Futures returned by the layer's service and by the tracker.
+    pub use crate::layer::future::ResponseFuture;
+    pub use crate::tracker::drained::{Drained, Draining};
+}
+
+pub mod body {
+    //! Response bodies of the layer's service.
+    pub use crate::layer::body::{EarlyBody, ResponseBody};
+}
+
+pub use layer::probes::ReadinessService;
+pub use layer::service::Drain;
 pub use layer::DrainLayer;
-pub use readiness::ReadinessService;
 #[cfg(feature = "serve")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serve")))]
 pub use serve::{serve, Serve};
-pub use service::Drain;
 #[cfg(feature = "shutdown")]
 #[cfg_attr(docsrs, doc(cfg(feature = "shutdown")))]
 pub use shutdown::{Shutdown, ShutdownReport};
-pub use signal::DrainSignal;
+pub use tracker::connections::{ConnectionCounts, LastRequest, OpenConnection};
+pub use tracker::drain_timeout::DrainTimeout;
+pub use tracker::guard::InFlightGuard;
+pub use tracker::signal::DrainSignal;
 pub use tracker::ConnectionTracker;
 
 /// Re-exported from tokio-util: the token a [`DrainLayer`] drains on.

@@ -127,7 +127,7 @@ fn refusing(
     layer: DrainLayer,
 ) -> impl Service<
     Request<Stalled>,
-    Response = Response<tower_drain::ResponseBody<Full<Bytes>>>,
+    Response = Response<tower_drain::body::ResponseBody<Full<Bytes>>>,
     Error = Infallible,
 > {
     layer.layer(tower::service_fn(|_: Request<Stalled>| async {

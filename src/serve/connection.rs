@@ -18,7 +18,7 @@ use super::accept::Builders;
 use super::leave::Leave;
 use super::protocol::{detect, Protocol};
 use super::{BoxError, Options};
-use crate::connections::ConnectionGuard;
+use crate::tracker::connections::ConnectionGuard;
 use crate::tracker::ConnectionTracker;
 
 /// What a connection's task and its service share.

@@ -15,7 +15,7 @@ use tower_service::Service;
 
 use super::connection::ConnState;
 use super::protocol::Protocol;
-use crate::keep_alive::close_connection;
+use crate::layer::connection_close::close_connection;
 
 #[derive(Clone)]
 pub(super) struct Leave<S> {

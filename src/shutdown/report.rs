@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use super::cleanup::{HookOutcome, HookReport};
 use super::servers::ServerReport;
 use super::trigger::{ShutdownTrigger, Signal};
-use crate::connections::{ConnectionCounts, OpenConnection};
+use crate::tracker::connections::{ConnectionCounts, OpenConnection};
 use crate::tracker::ConnectionTracker;
 
 /// The phases of the shutdown sequence, in order.

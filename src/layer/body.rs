@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::guard::InFlightGuard;
+use crate::tracker::guard::InFlightGuard;
 
 pin_project! {
     /// Response body of [`Drain`](crate::Drain).

@@ -1,4 +1,16 @@
 //! [`ConnectionTracker`]: the in-flight count, the drain flag and the wake-up of waiters.
+//!
+//! The tracker's parts: the guard that counts one unit of work (`guard.rs`), the futures that
+//! wait for a state (`drained.rs`), the handle handlers watch (`signal.rs`), the mirror of the
+//! cancellation token (`token_watch.rs`), the deadline error (`drain_timeout.rs`) and the
+//! registry of the server's connections (`connections.rs`).
+
+pub(crate) mod connections;
+pub(crate) mod drain_timeout;
+pub(crate) mod drained;
+pub(crate) mod guard;
+pub(crate) mod signal;
+mod token_watch;
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -8,13 +20,13 @@ use tokio::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::connections::{ConnectionCounts, Connections};
-use crate::drained::{Drained, Draining};
-use crate::error::DrainTimeout;
-use crate::guard::InFlightGuard;
 use crate::loom::sync::{AtomicU64, AtomicUsize, Notify, Ordering};
-use crate::signal::DrainSignal;
-use crate::token_watch::TokenWatch;
+use crate::tracker::connections::{ConnectionCounts, Connections};
+use crate::tracker::drain_timeout::DrainTimeout;
+use crate::tracker::drained::{Drained, Draining};
+use crate::tracker::guard::InFlightGuard;
+use crate::tracker::signal::DrainSignal;
+use crate::tracker::token_watch::TokenWatch;
 
 /// Bit set once the token is cancelled: the drain has begun, readiness fails, no new
 /// [`guard`](ConnectionTracker::guard) is given out. Never cleared.

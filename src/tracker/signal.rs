@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::drained::Draining;
+use crate::tracker::drained::Draining;
 use crate::tracker::ConnectionTracker;
 
 /// A cheap handle that tells a handler when draining starts.

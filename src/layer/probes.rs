@@ -10,7 +10,7 @@ use http::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use tower_service::Service;
 
-use crate::body::EarlyBody;
+use crate::layer::body::EarlyBody;
 use crate::tracker::ConnectionTracker;
 
 /// A readiness endpoint: `200 OK` while serving, `503 Service Unavailable` from the moment

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use http::{Request, Response, StatusCode};
 
-use crate::body::EarlyBody;
-use crate::keep_alive::{close_connection, is_http1};
+use crate::layer::body::EarlyBody;
+use crate::layer::connection_close::{close_connection, is_http1};
 
 /// gRPC status code `UNAVAILABLE`: "the service is currently unavailable ... most likely a
 /// transient condition, which can be corrected by retrying".

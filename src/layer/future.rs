@@ -8,10 +8,10 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::body::{EarlyBody, ResponseBody};
-use crate::discard::Discard;
-use crate::guard::InFlightGuard;
-use crate::keep_alive::close_connection;
+use crate::layer::body::{EarlyBody, ResponseBody};
+use crate::layer::connection_close::close_connection;
+use crate::layer::refused_body::Discard;
+use crate::tracker::guard::InFlightGuard;
 
 pin_project! {
     /// Response future of [`Drain`](crate::Drain).

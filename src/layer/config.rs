@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::reject::Rejection;
+use crate::layer::refusal::Rejection;
 use crate::tracker::ConnectionTracker;
 
 /// Everything a [`Drain`](crate::Drain) service needs, shared by all clones behind one `Arc`.

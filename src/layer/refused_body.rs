@@ -23,7 +23,7 @@ use http::request::Parts;
 use http_body::Body;
 use pin_project_lite::pin_project;
 
-use crate::keep_alive::is_http1;
+use crate::layer::connection_close::is_http1;
 
 pin_project! {
     /// A request body to read to its end and throw away, at most `budget` more bytes of it

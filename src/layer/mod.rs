@@ -1,4 +1,18 @@
 //! [`DrainLayer`]: the one-line addition to a server, and its options.
+//!
+//! The layer's parts: the service (`service.rs`), its response future (`future.rs`) and body
+//! (`body.rs`), what it was configured with (`config.rs`), the refusal (`refusal.rs`), the
+//! probes it answers (`probes.rs`), `Connection: close` (`connection_close.rs`) and the reading
+//! of a refused request's body (`refused_body.rs`).
+
+pub(crate) mod body;
+pub(crate) mod config;
+pub(crate) mod connection_close;
+pub(crate) mod future;
+pub(crate) mod probes;
+pub(crate) mod refusal;
+pub(crate) mod refused_body;
+pub(crate) mod service;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,10 +20,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tower_layer::Layer;
 
-use crate::config::{checked_path, Config};
-use crate::drained::Drained;
-use crate::readiness::ReadinessService;
-use crate::service::Drain;
+use crate::layer::config::{checked_path, Config};
+use crate::layer::probes::ReadinessService;
+use crate::layer::service::Drain;
+use crate::tracker::drained::Drained;
 use crate::tracker::ConnectionTracker;
 
 /// Applies [`Drain`] to a service: counts in-flight requests, and refuses the requests the

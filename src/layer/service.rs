@@ -7,12 +7,12 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use crate::body::EarlyBody;
-use crate::config::{Config, Route};
-use crate::discard::Discard;
-use crate::future::ResponseFuture;
-use crate::keep_alive::is_http1;
-use crate::readiness::{liveness_response, readiness_response, ReadinessService};
+use crate::layer::body::EarlyBody;
+use crate::layer::config::{Config, Route};
+use crate::layer::connection_close::is_http1;
+use crate::layer::future::ResponseFuture;
+use crate::layer::probes::{liveness_response, readiness_response, ReadinessService};
+use crate::layer::refused_body::Discard;
 use crate::tracker::Admit;
 
 /// Middleware that tracks in-flight requests and refuses new ones once admission has closed.
@@ -88,7 +88,7 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     ReqBody: http_body::Body,
 {
-    type Response = Response<crate::ResponseBody<ResBody>>;
+    type Response = Response<crate::body::ResponseBody<ResBody>>;
     type Error = S::Error;
     type Future = ResponseFuture<S, ReqBody>;
 
