@@ -14,8 +14,10 @@
 # prints one row per restart: requests sent, 2xx, non-2xx, connection errors.
 #
 # Modes:  drain           examples/axum.rs: tower-drain's DrainLayer + notice period
+#                         (examples/tonic.rs with --client grpc)
 #         naive-graceful  examples/naive.rs, NAIVE=graceful: axum's with_graceful_shutdown alone
-#         naive-abrupt    examples/naive.rs, NAIVE=abrupt: exits on SIGTERM at once
+#                         (examples/naive_tonic.rs: tonic's serve_with_incoming_shutdown alone)
+#         naive-abrupt    examples/naive.rs (naive_tonic.rs), NAIVE=abrupt: exits on SIGTERM at once
 #         all             the three, one after the other, same settings
 #         compare         drain, then naive-graceful (the control), same settings
 #
@@ -26,8 +28,9 @@
 # drives the gRPC servers (examples/tonic.rs, examples/naive_tonic.rs: `demo.Echo`, HTTP/2
 # only). Loads (--load): mixed (fast, slow and streaming requests) or fast (only fast requests,
 # back to back, over 20 times the rate). HAProxy checks the gRPC servers' /readyz over HTTP/2
-# (`check-proto h2`) and speaks HTTP/2 to them in HTTP mode (`proto h2`); nginx takes h2 and grpc
-# clients on an `http2` listener and passes gRPC with `grpc_pass`.
+# (a hand-written tcp-check, see scripts/haproxy/haproxy.cfg.in) and speaks HTTP/2 to them in
+# HTTP mode (`proto h2`); nginx takes h2 and grpc clients on an `http2` listener and passes gRPC
+# with `grpc_pass`. docs/zero-downtime.md has the settings, the reasons and the measured table.
 #
 # Exit status: non-zero if the drain mode lost any request (a non-2xx answer or a connection
 # error, a truncated stream included). The naive modes only report.
