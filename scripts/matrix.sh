@@ -19,8 +19,9 @@
 # because the protocol proved them unprocessed are not lost (shown in the logs as retried).
 #
 # Exit status: 0 when tower-drain lost nothing in every cell where the plain server lost
-# nothing and never more than the plain server (the goal of issue 7), 1 when not, 2 when a
-# cell could not be run. Each cell's full output stays in the log directory printed at the end.
+# nothing and never more than the plain server (the goal of issue 7), and every drained server
+# exited 0; 1 when not; 2 when a cell could not be run. Each cell's full output stays in the
+# log directory printed at the end.
 set -euo pipefail
 
 usage() {
@@ -114,6 +115,11 @@ for lb in "${LB_LIST[@]}"; do
       verdict=ok
       if ((d_lost > p_lost || (p_lost == 0 && d_lost > 0))); then
         verdict="**goal missed**"
+        ((status == 2)) || status=1
+      fi
+      # A drained server must also exit 0 (rolling-restart.sh counts the restarts that did not).
+      if bad=$(grep -oE '^drain mode: [0-9]+ restarts exited non-zero' "$log"); then
+        verdict+=", **${bad#drain mode: }**"
         ((status == 2)) || status=1
       fi
       d_detail=$(field detail "$drain" | sed -E 's/(, )?retried [^,]*//g; s/^, //')
