@@ -22,7 +22,7 @@
 //!
 //! Settings come from the environment, the way a deployment passes them: `ADDR` (default
 //! `127.0.0.1:3000`; it prints `listening on <address>` once it accepts), `NOTICE_MS`,
-//! `DRAIN_TIMEOUT_MS`, and `SERVER`: `serve` (default) or `axum`, the same app on
+//! `DRAIN_TIMEOUT_MS`, and `SERVER`: `serve` (default) or `axum` (or `framework`), the same app on
 //! `axum::serve(..).with_graceful_shutdown(..)` with the layer, which says goodbye to its
 //! connections only at the drain. Bad values exit with code 2 and a message.
 //!
@@ -85,29 +85,9 @@ async fn use_pool(pool: Arc<Pool>, request: Request, next: Next) -> Response {
     response
 }
 
-/// Which server runs the app.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Server {
-    /// `tower_drain::serve`: tells connections to leave during the notice period.
-    Serve,
-    /// `axum::serve(..).with_graceful_shutdown(..)`: says goodbye at the drain only.
-    Axum,
-}
-
-impl Server {
-    fn from_env() -> Result<Self, String> {
-        match std::env::var("SERVER").as_deref() {
-            Err(std::env::VarError::NotPresent) | Ok("serve") => Ok(Self::Serve),
-            Ok("axum") => Ok(Self::Axum),
-            Ok(other) => Err(format!("SERVER must be `serve` or `axum`, got {other:?}")),
-            Err(e) => Err(format!("SERVER: {e}")),
-        }
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
-    let server = match Server::from_env() {
+    let server = match env::server("axum") {
         Ok(server) => server,
         Err(message) => {
             eprintln!("axum example: {message}");
@@ -122,7 +102,7 @@ async fn main() -> ExitCode {
     .await
 }
 
-async fn serve(config: env::Settings, server: Server) -> Result<ExitCode, String> {
+async fn serve(config: env::Settings, server: env::Server) -> Result<ExitCode, String> {
     let drain = DrainLayer::new(CancellationToken::new())
         .readiness_path("/readyz")
         .liveness_path("/livez");
@@ -191,8 +171,10 @@ async fn serve(config: env::Settings, server: Server) -> Result<ExitCode, String
     // The server runs in the sequence: the drain ends once every connection has closed, every
     // response written, or at the drain deadline.
     match server {
-        Server::Serve => shutdown.spawn_server("http", tower_drain::serve(listener, &drain, app)),
-        Server::Axum => shutdown.spawn_server(
+        env::Server::Serve => {
+            shutdown.spawn_server("http", tower_drain::serve(listener, &drain, app))
+        }
+        env::Server::Framework => shutdown.spawn_server(
             "http",
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown.drain_token().cancelled_owned()),

@@ -6,20 +6,26 @@
 //! ```
 //!
 //! - `ADDR` (default `127.0.0.1:50051`), `NOTICE_MS` (default 1000), `DRAIN_TIMEOUT_MS`
-//!   (default 10000); bad values exit with code 2.
+//!   (default 10000), `SERVER`: `serve` (default) or `tonic` (or `framework`); bad values exit
+//!   with code 2.
 //! - The health service answers `SERVING`, then `NOT_SERVING` **as soon as the shutdown
-//!   begins** (the `started_token`), so gRPC readiness probes and health-checking load
-//!   balancers move traffic away during the notice period, while calls are still served.
-//! - `DrainLayer` sits on `Server::builder().layer(..)`: once the drain starts, new calls get
-//!   `UNAVAILABLE` (which gRPC clients retry) without reaching the services; the health
-//!   service is exempt, so probes keep getting an answer (`NOT_SERVING`) until the exit.
+//!   begins** (the `started_token`), so gRPC health checks move traffic away during the notice
+//!   period, while calls are still served. `GET /readyz` (answered by the layer) flips at the
+//!   same moment, for load balancers that check over plain HTTP/2.
 //! - It serves `demo.Echo` (`support/echo.rs`: `/demo.Echo/Unary`, `/demo.Echo/Stream`, raw
-//!   bytes, no codegen), **not** exempt: what the gRPC client of `scripts/rolling-restart.sh`
-//!   calls. `GET /readyz` is answered by the layer (`200`, `503` from the moment the shutdown
-//!   begins) for load balancers that check over plain HTTP/2 rather than gRPC, like HAProxy's
-//!   `option httpchk` with `check-proto h2`.
-//! - `serve_with_incoming_shutdown` follows the drain token: tonic stops accepting and sends
-//!   HTTP/2 `GOAWAY` at the moment the layer starts refusing.
+//!   bytes, no codegen), counted by the layer; the health service is exempt, so probes keep
+//!   their answer (`NOT_SERVING`) to the end.
+//! - With `SERVER=serve` (tower-drain's `serve`), every client connection gets a `GOAWAY` at
+//!   the start of the notice period: gRPC clients reconnect, and their load balancer, which
+//!   sees the health fail, picks another instance. With `SERVER=tonic`, tonic's own server
+//!   sends `GOAWAY` only when the drain begins, so a client pinned to this instance (an L4
+//!   load balancer) keeps calling it through the notice.
+//! - Calls that arrive while a connection says goodbye are served. Once admission has closed,
+//!   a call gets `UNAVAILABLE` from the layer; no gRPC client retries that by default (gRPC's
+//!   transparent retry covers only streams the server never processed), which is why the
+//!   layer closes admission only after the server has closed its connections.
+//! - A health `Watch` stream never ends by itself: it keeps its connection open until the drain
+//!   deadline, and the report says the server was cut. Kubernetes' gRPC probes use `Check`.
 
 #[allow(dead_code)] // the load generator uses the client half
 #[path = "support/echo.rs"]
@@ -32,21 +38,30 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tower_drain::{DrainLayer, Shutdown};
+use tower_layer::Layer as _;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let server = match env::server("tonic") {
+        Ok(server) => server,
+        Err(message) => {
+            eprintln!("tonic example: {message}");
+            return ExitCode::from(2);
+        }
+    };
     env::run(
         "tonic example",
         SocketAddr::from(([127, 0, 0, 1], 50051)),
-        serve,
+        |settings| serve(settings, server),
     )
     .await
 }
 
-async fn serve(settings: env::Settings) -> Result<ExitCode, String> {
+async fn serve(settings: env::Settings, server: env::Server) -> Result<ExitCode, String> {
     let env::Settings {
         addr,
         notice,
@@ -58,7 +73,7 @@ async fn serve(settings: env::Settings) -> Result<ExitCode, String> {
         // Probes keep their answer through the drain: NOT_SERVING, not UNAVAILABLE.
         .exempt_path("/grpc.health.v1.Health/Check")
         .exempt_path("/grpc.health.v1.Health/Watch");
-    let shutdown = Shutdown::builder(&drain)
+    let mut shutdown = Shutdown::builder(&drain)
         .notice_period(notice)
         .drain_timeout(drain_timeout)
         .overall_timeout(notice + drain_timeout + Duration::from_secs(8))
@@ -82,24 +97,29 @@ async fn serve(settings: env::Settings) -> Result<ExitCode, String> {
 
     let listener = env::bind(addr).await?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!("serving gRPC health on {bound}; send SIGTERM or press Ctrl-C to shut down");
+    tracing::info!("serving gRPC on {bound}; send SIGTERM or press Ctrl-C to shut down");
 
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .layer(drain)
-            .add_service(health)
-            .add_service(echo::EchoServer)
-            .serve_with_incoming_shutdown(
-                TcpIncoming::from(listener),
-                shutdown.drain_token().cancelled_owned(),
-            ),
-    );
+    // The server runs in the sequence: the drain ends once every connection has closed.
+    match server {
+        env::Server::Serve => {
+            let routes = Routes::new(health).add_service(echo::EchoServer);
+            let service = drain.layer(routes);
+            shutdown.spawn_server("grpc", tower_drain::serve(listener, &drain, service))
+        }
+        env::Server::Framework => shutdown.spawn_server(
+            "grpc",
+            tonic::transport::Server::builder()
+                .layer(drain)
+                .add_service(health)
+                .add_service(echo::EchoServer)
+                .serve_with_incoming_shutdown(
+                    TcpIncoming::from(listener),
+                    shutdown.drain_token().cancelled_owned(),
+                ),
+        ),
+    };
 
     let report = shutdown.run().await;
     println!("{report}");
-    // Open Watch streams keep their connections; do not wait for them past a second.
-    if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(1), server).await {
-        tracing::warn!("server error: {e}");
-    }
-    Ok(env::exit_code(report.exit_code()))
+    Ok(ExitCode::from(&report))
 }

@@ -562,6 +562,9 @@ fn tonic_health_turns_not_serving_as_soon_as_the_shutdown_begins() {
         );
         drop(client);
     });
+    // The client goes away, as a real one would (an idle runtime would keep its connection
+    // open without answering the server's GOAWAY ping, and the server would rightly wait).
+    drop(runtime);
     let (status, _) = server.wait_exit(Duration::from_secs(15));
     assert_eq!(status.code(), Some(0), "stderr:\n{}", server.stderr());
 }

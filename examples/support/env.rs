@@ -118,7 +118,26 @@ where
     })
 }
 
-/// An exit code (0, 1, 130 or 143) as the process's exit code.
-pub fn exit_code(code: impl Into<i32>) -> ExitCode {
-    ExitCode::from(u8::try_from(code.into()).unwrap_or(1))
+/// Which server runs an example's app (`SERVER`).
+#[allow(dead_code)] // used by the examples that offer the choice (axum, tonic)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Server {
+    /// `tower_drain::serve` (the default): tells connections to leave during the notice.
+    Serve,
+    /// The framework's own server with the layer: says goodbye at the drain only.
+    Framework,
+}
+
+/// `SERVER`: `serve` (default), or `framework` / the framework's name (`axum`, `tonic`).
+#[allow(dead_code)] // used by the examples that offer the choice (axum, tonic)
+pub fn server(framework: &str) -> Result<Server, String> {
+    match std::env::var("SERVER") {
+        Err(std::env::VarError::NotPresent) => Ok(Server::Serve),
+        Ok(v) if v == "serve" => Ok(Server::Serve),
+        Ok(v) if v == "framework" || v == framework => Ok(Server::Framework),
+        Ok(v) => Err(format!(
+            "SERVER must be `serve` or `{framework}` (or `framework`), got {v:?}"
+        )),
+        Err(e) => Err(format!("SERVER: {e}")),
+    }
 }
