@@ -108,6 +108,7 @@ async fn serve(config: env::Settings, server: env::Server) -> Result<ExitCode, S
         .liveness_path("/livez");
     let tasks_timeout = Duration::from_secs(2);
     let mut shutdown = Shutdown::builder(&drain)
+        .signals() // SIGTERM and SIGINT start the shutdown; a second one forces the exit
         .notice_period(config.notice)
         .drain_timeout(config.drain_timeout)
         .tasks_timeout(tasks_timeout)

@@ -75,6 +75,7 @@ async fn demo() -> Result<ExitCode, String> {
         .readiness_path("/readyz")
         .liveness_path("/livez");
     let mut shutdown = Shutdown::builder(&drain)
+        .signals() // SIGTERM and SIGINT start the shutdown; a second one forces the exit
         .notice_period(Duration::from_millis(1_500))
         .drain_timeout(Duration::from_secs(5))
         .tasks_timeout(Duration::from_secs(1))

@@ -91,6 +91,7 @@ async fn serve(settings: env::Settings) -> Result<ExitCode, String> {
         .liveness_path("/livez")
         .with_drain_signal();
     let mut shutdown = Shutdown::builder(&drain)
+        .signals() // SIGTERM and SIGINT start the shutdown; a second one forces the exit
         .notice_period(notice)
         .drain_timeout(drain_timeout)
         .overall_timeout(notice + drain_timeout + Duration::from_secs(8))

@@ -74,6 +74,7 @@ async fn serve(settings: env::Settings, server: env::Server) -> Result<ExitCode,
         .exempt_path("/grpc.health.v1.Health/Check")
         .exempt_path("/grpc.health.v1.Health/Watch");
     let mut shutdown = Shutdown::builder(&drain)
+        .signals() // SIGTERM and SIGINT start the shutdown; a second one forces the exit
         .notice_period(notice)
         .drain_timeout(drain_timeout)
         .overall_timeout(notice + drain_timeout + Duration::from_secs(8))

@@ -43,8 +43,6 @@ async fn start(drain_timeout: Duration) -> Running {
         .drain_timeout(drain_timeout)
         .tasks_timeout(Duration::from_secs(1))
         .overall_timeout(drain_timeout + Duration::from_secs(5));
-    #[cfg(feature = "signal")]
-    let builder = builder.signals(false);
     let mut shutdown = builder.build().unwrap();
     let body = Bytes::from(vec![b'x'; BODY]);
     let app = Router::new()

@@ -2,7 +2,6 @@
 //! connection to leave while still serving it (HTTP/2 `GOAWAY` at the announce, HTTP/1.1
 //! `Connection: close` on the next response), stops accepting at the drain, and completes once
 //! every connection has closed.
-#![cfg(feature = "serve")]
 
 mod support;
 
@@ -230,6 +229,7 @@ async fn silent_connection_is_closed_after_the_header_read_timeout() {
     .await;
 }
 
+#[cfg(feature = "shutdown")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_still_writing_at_the_drain_deadline_is_cut_and_named_in_the_report() {
     use tower_drain::shutdown::{ServerOutcome, Shutdown};
@@ -238,8 +238,6 @@ async fn connection_still_writing_at_the_drain_deadline_is_cut_and_named_in_the_
         .drain_timeout(Duration::from_millis(300))
         .tasks_timeout(Duration::from_secs(1))
         .overall_timeout(Duration::from_secs(5));
-    #[cfg(feature = "signal")]
-    let builder = builder.signals(false);
     let mut shutdown = builder.build().unwrap();
     let app = Router::new()
         .route(

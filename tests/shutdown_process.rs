@@ -59,8 +59,14 @@ fn example(name: &str) -> PathBuf {
 
 const EXAMPLES: [&str; 4] = ["axum", "hyper", "sse", "tonic"];
 
+/// One example process at a time: these tests measure deadlines in milliseconds, and a
+/// 64 MB download in a parallel test would steal the CPU they are measured on.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 /// A running example; killed on drop, so a failing test leaves no process behind.
 struct Server {
+    // Released after `drop` has killed the child.
+    _turn: std::sync::MutexGuard<'static, ()>,
     child: Child,
     addr: SocketAddr,
     stderr: Arc<Mutex<String>>,
@@ -83,7 +89,10 @@ impl Server {
     }
 
     fn spawn(name: &str, notice_ms: u64, drain_timeout_ms: u64, env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(example(name))
+        let path = example(name);
+        // A failed test poisons the lock; the next one may still run.
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let mut child = Command::new(path)
             .envs(env.iter().copied())
             .env("ADDR", "127.0.0.1:0")
             .env("NOTICE_MS", notice_ms.to_string())
@@ -104,6 +113,7 @@ impl Server {
             Some(listening_tx),
         );
         let mut server = Self {
+            _turn: turn,
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             stderr,

@@ -35,6 +35,7 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let drain = DrainLayer::new(CancellationToken::new()).readiness_path("/readyz");
 //! let mut shutdown = Shutdown::builder(&drain)
+//!     .signals()
 //!     .notice_period(Duration::from_secs(5))
 //!     .build()?;
 //! let app = Router::new().route("/", get(|| async { "hello" })).layer(drain.clone());

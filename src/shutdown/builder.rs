@@ -37,7 +37,7 @@ pub const DEFAULT_OVERALL_TIMEOUT: Duration = Duration::from_secs(28);
 /// | [`drain_timeout`](Self::drain_timeout) | [20 s](DEFAULT_DRAIN_TIMEOUT) |
 /// | [`tasks_timeout`](Self::tasks_timeout) | [5 s](DEFAULT_TASKS_TIMEOUT) |
 /// | [`overall_timeout`](Self::overall_timeout) | [28 s](DEFAULT_OVERALL_TIMEOUT) |
-/// | OS signals (feature `signal`) | `SIGTERM` and `SIGINT` on Unix, Ctrl-C on Windows |
+/// | OS signals | none: call [`signals`](Self::signals) to take `SIGTERM`/`SIGINT` |
 #[must_use = "a builder does nothing until `build()` is called"]
 pub struct ShutdownBuilder {
     tracker: ConnectionTracker,
@@ -57,7 +57,7 @@ impl ShutdownBuilder {
             drain: DEFAULT_DRAIN_TIMEOUT,
             tasks: DEFAULT_TASKS_TIMEOUT,
             overall: DEFAULT_OVERALL_TIMEOUT,
-            signals: cfg!(feature = "signal"),
+            signals: false,
             triggers: Vec::new(),
         }
     }
@@ -107,22 +107,23 @@ impl ShutdownBuilder {
         self
     }
 
-    /// Whether `SIGTERM`/`SIGINT` (Ctrl-C off Unix) start the shutdown and a second one forces
-    /// the exit. On by default; turn it off when something else owns the signals (and in
-    /// tests, which share one process).
-    #[cfg(feature = "signal")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "signal")))]
-    pub fn signals(mut self, enabled: bool) -> Self {
-        self.signals = enabled;
+    /// Makes `SIGTERM` and `SIGINT` (Ctrl-C off Unix) start the shutdown, and a second one
+    /// force the exit. The handlers are installed by [`build`](Self::build).
+    ///
+    /// Off unless called: signal handling is process-wide, so it is the application's
+    /// decision, never a library's or a feature's. Leave it off when something else owns the
+    /// signals, and start the shutdown with [`trigger`](Self::trigger) or a
+    /// [`ShutdownHandle`](super::ShutdownHandle) instead.
+    pub fn signals(mut self) -> Self {
+        self.signals = true;
         self
     }
 
-    /// Checks the configuration and installs the signal handlers, now: a signal arriving
-    /// before [`Shutdown::run`] is awaited is kept, not lost.
+    /// Checks the configuration and, with [`signals`](Self::signals), installs the signal
+    /// handlers, now: a signal arriving before [`Shutdown::run`] is awaited is kept, not lost.
     ///
     /// Once installed, tokio keeps the handlers for the life of the process: `SIGTERM` and
-    /// `SIGINT` no longer kill it by default. Await [`Shutdown::run`] (or build with
-    /// `signals(false)` and handle them yourself).
+    /// `SIGINT` no longer kill it by default. Await [`Shutdown::run`].
     ///
     /// # Errors
     ///

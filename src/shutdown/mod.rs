@@ -33,8 +33,9 @@
 //!     let drain = DrainLayer::new(CancellationToken::new())
 //!         .readiness_path("/readyz")
 //!         .liveness_path("/livez");
-//!     // Installs the SIGTERM/SIGINT handlers now, so an early signal is not lost.
+//!     // `signals()`: SIGTERM/SIGINT start it; installed by `build()`, so an early one is kept.
 //!     let mut shutdown = Shutdown::builder(&drain)
+//!         .signals()
 //!         .notice_period(Duration::from_secs(5))
 //!         .drain_timeout(Duration::from_secs(15))
 //!         .tasks_timeout(Duration::from_secs(5))

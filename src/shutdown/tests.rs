@@ -15,16 +15,13 @@ const TASKS: Duration = Duration::from_secs(3);
 const OVERALL: Duration = Duration::from_secs(25);
 const GRACE: Duration = crate::tracker::DEFAULT_HANDOFF_GRACE;
 
-/// A builder with OS signals off (tests share one process) and known durations.
+/// A builder with known durations (and no OS signals: tests share one process).
 fn builder(drain: &DrainLayer) -> ShutdownBuilder {
-    let builder = Shutdown::builder(drain)
+    Shutdown::builder(drain)
         .notice_period(NOTICE)
         .drain_timeout(DRAIN)
         .tasks_timeout(TASKS)
-        .overall_timeout(OVERALL);
-    #[cfg(feature = "signal")]
-    let builder = builder.signals(false);
-    builder
+        .overall_timeout(OVERALL)
 }
 
 fn layer() -> DrainLayer {
@@ -503,8 +500,6 @@ fn build_outside_a_runtime_is_an_error_not_a_panic() {
 async fn defaults_are_valid_and_fit_kubernetes_default_grace_period() {
     let drain = layer();
     let builder = Shutdown::builder(&drain);
-    #[cfg(feature = "signal")]
-    let builder = builder.signals(false);
     assert!(builder.build().is_ok());
     assert!(DEFAULT_OVERALL_TIMEOUT < Duration::from_secs(30));
     assert!(

@@ -210,16 +210,16 @@ impl fmt::Debug for Triggers {
 /// The OS signal streams. Registered when created: deliveries before the first poll are kept.
 /// (Not under `cfg(loom)`, where tokio has no signal support; loom models only the tracker.)
 struct OsSignals {
-    #[cfg(all(unix, feature = "signal", not(loom)))]
+    #[cfg(all(unix, not(loom)))]
     terminate: tokio::signal::unix::Signal,
-    #[cfg(all(unix, feature = "signal", not(loom)))]
+    #[cfg(all(unix, not(loom)))]
     interrupt: tokio::signal::unix::Signal,
-    #[cfg(all(windows, feature = "signal", not(loom)))]
+    #[cfg(all(windows, not(loom)))]
     ctrl_c: tokio::signal::windows::CtrlC,
 }
 
 impl OsSignals {
-    #[cfg(all(unix, feature = "signal", not(loom)))]
+    #[cfg(all(unix, not(loom)))]
     fn install() -> std::io::Result<Option<Self>> {
         use tokio::signal::unix::{signal, SignalKind};
         Ok(Some(Self {
@@ -228,21 +228,21 @@ impl OsSignals {
         }))
     }
 
-    #[cfg(all(windows, feature = "signal", not(loom)))]
+    #[cfg(all(windows, not(loom)))]
     fn install() -> std::io::Result<Option<Self>> {
         Ok(Some(Self {
             ctrl_c: tokio::signal::windows::ctrl_c()?,
         }))
     }
 
-    #[cfg(not(all(any(unix, windows), feature = "signal", not(loom))))]
+    #[cfg(not(all(any(unix, windows), not(loom))))]
     fn install() -> std::io::Result<Option<Self>> {
         Ok(None)
     }
 
     #[allow(unused_variables)]
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Signal> {
-        #[cfg(all(unix, feature = "signal", not(loom)))]
+        #[cfg(all(unix, not(loom)))]
         {
             // A closed stream (`None`) only happens when the runtime shuts down: ignore it.
             if let Poll::Ready(Some(())) = self.terminate.poll_recv(cx) {
@@ -252,7 +252,7 @@ impl OsSignals {
                 return Poll::Ready(Signal::Interrupt);
             }
         }
-        #[cfg(all(windows, feature = "signal", not(loom)))]
+        #[cfg(all(windows, not(loom)))]
         if let Poll::Ready(Some(())) = self.ctrl_c.poll_recv(cx) {
             return Poll::Ready(Signal::Interrupt);
         }
