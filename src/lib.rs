@@ -143,3 +143,8 @@ pub use tracker::ConnectionTracker;
 
 /// Re-exported from tokio-util: the token a [`DrainLayer`] drains on.
 pub use tokio_util::sync::CancellationToken;
+
+/// The README's snippets, compiled as doctests.
+#[cfg(all(doctest, feature = "shutdown", feature = "serve"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
