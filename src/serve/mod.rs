@@ -25,23 +25,32 @@
 //!
 //! # Examples
 //!
-//! ```no_run
+//! With [`Shutdown`](crate::Shutdown) (feature `shutdown`), give it to
+//! [`spawn_server`](crate::Shutdown::spawn_server):
+//! `shutdown.spawn_server("http", tower_drain::serve(listener, &drain, app))`. By hand:
+//!
+//! ```
+//! use std::future::IntoFuture;
 //! use std::time::Duration;
 //! use axum::{routing::get, Router};
-//! use tokio_util::sync::CancellationToken;
-//! use tower_drain::{DrainLayer, Shutdown};
+//! use tower_drain::DrainLayer;
 //!
-//! # #[tokio::main]
+//! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let drain = DrainLayer::new(CancellationToken::new()).readiness_path("/readyz");
-//! let mut shutdown = Shutdown::builder(&drain)
-//!     .signals()
-//!     .notice_period(Duration::from_secs(5))
-//!     .build()?;
+//! let drain = DrainLayer::default().readiness_path("/readyz");
 //! let app = Router::new().route("/", get(|| async { "hello" })).layer(drain.clone());
-//! let listener = tokio::net::TcpListener::bind("0.0.0.0:3000").await?;
-//! shutdown.spawn_server("http", tower_drain::serve(listener, &drain, app));
-//! let report = shutdown.run().await;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let server = tokio::spawn(tower_drain::serve(listener, &drain, app).into_future());
+//!
+//! // On SIGTERM:
+//! let tracker = drain.tracker();
+//! tracker.announce_shutdown(); // readiness fails; every connection is told to leave
+//! # let notice = Duration::ZERO;
+//! tokio::time::sleep(notice).await; // still accepting and serving
+//! drain.token().cancel(); // stop accepting; the requests in flight finish
+//! server.await??; // every connection closed, every response written
+//! tracker.close(); // nothing more can arrive
+//! tracker.drained().await;
 //! # Ok(())
 //! # }
 //! ```
