@@ -260,6 +260,14 @@ impl Default for DrainLayer {
     }
 }
 
+/// The layer's tracker, so that APIs taking a tracker take the layer too:
+/// `Shutdown::builder(&drain)`.
+impl From<&DrainLayer> for ConnectionTracker {
+    fn from(layer: &DrainLayer) -> Self {
+        layer.tracker()
+    }
+}
+
 impl<S> Layer<S> for DrainLayer {
     type Service = Drain<S>;
 

@@ -14,7 +14,6 @@ use super::tasks::Tasks;
 use super::trigger::{BoxTrigger, Triggers};
 use super::Shutdown;
 use crate::tracker::ConnectionTracker;
-use crate::DrainLayer;
 
 /// Default notice period: none. On Kubernetes use a few seconds, see
 /// [`notice_period`](ShutdownBuilder::notice_period).
@@ -195,12 +194,5 @@ impl fmt::Debug for ShutdownBuilder {
             .field("signals", &self.signals)
             .field("triggers", &self.triggers.len())
             .finish_non_exhaustive()
-    }
-}
-
-/// Lets [`Shutdown::builder`] take the layer itself: `Shutdown::builder(&drain)`.
-impl From<&DrainLayer> for ConnectionTracker {
-    fn from(layer: &DrainLayer) -> Self {
-        layer.tracker()
     }
 }
