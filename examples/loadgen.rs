@@ -27,9 +27,16 @@
 //! retries included), `reset(REASON)`, or a gRPC code and message. `lost` = non-2xx + errors.
 //!
 //! Control on standard input, one command a line: `phase LABEL` closes the current phase and
-//! opens a new one (outcomes are counted in the phase in which they are recorded); `stop` or
-//! end of input stops sending, waits for requests in flight, prints the table and exits. The
-//! last line of output is machine-readable:
+//! opens a new one (outcomes are counted in the phase in which they are recorded); `signal
+//! EPOCH_US` says that `SIGTERM` was sent at that CLOCK_REALTIME instant in microseconds
+//! (bash's `${EPOCHREALTIME/./}`; now, without a number); `stop` or end of input stops
+//! sending, waits for requests in flight, prints the table and exits.
+//!
+//! With `--client h2` or `grpc`, every connection's reads are watched for the server's
+//! `GOAWAY` frames (`examples/support/load/goaway.rs`): after the table, one row per `signal`
+//! gives how many connections were told to go away and how long after `SIGTERM` (min, median,
+//! max), then `GOAWAY told=.. min_ms=.. median_ms=.. max_ms=.. final_median_ms=.. untold=..
+//! later=..` for all signals. The last line of output is machine-readable:
 //! `TOTAL sent=.. ok=.. non2xx=.. errors=.. unsent=.. retried=.. lost=.. secs=.. rate=..`.
 
 #[allow(dead_code)] // the gRPC servers use the other half
@@ -155,9 +162,9 @@ fn spawn_workers(
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
     let mut workers = Vec::new();
     for c in 0..connections {
-        let h2_connection = load::http2::Connection::new(&opts.target);
+        let h2_connection = load::http2::Connection::new(&opts.target, &ctx.goaways);
         let channel = match opts.client {
-            ClientKind::Grpc => Some(load::grpc::channel(&opts.target)?),
+            ClientKind::Grpc => Some(load::grpc::channel(&opts.target, &ctx.goaways)?),
             _ => None,
         };
         for s in 0..streams {
@@ -184,7 +191,7 @@ fn spawn_workers(
 }
 
 /// Reads control commands until `stop` or the end of input.
-async fn control(stats: &Mutex<Stats>) {
+async fn control(ctx: &Ctx) {
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     loop {
         match lines.next_line().await {
@@ -192,7 +199,18 @@ async fn control(stats: &Mutex<Stats>) {
                 let line = line.trim();
                 if let Some(label) = line.strip_prefix("phase ") {
                     let phase = load::stats::Phase::new(label.trim());
-                    stats.lock().unwrap().phases.push(phase);
+                    ctx.stats.lock().unwrap().phases.push(phase);
+                } else if line == "signal" || line.starts_with("signal ") {
+                    let at = match line["signal".len()..].trim() {
+                        "" => Some(load::goaway::now_us()),
+                        at => at.parse().ok(),
+                    };
+                    let stats = ctx.stats.lock().unwrap();
+                    let phase = &stats.phases.last().expect("there is always a phase").label;
+                    match at {
+                        Some(at) => ctx.goaways.signal(phase, at),
+                        None => eprintln!("loadgen: `signal` takes microseconds: {line:?}"),
+                    }
                 } else if line == "stop" {
                     return;
                 } else if !line.is_empty() {
@@ -224,6 +242,7 @@ async fn main() -> std::process::ExitCode {
         pause,
         timeout: opts.timeout,
         stats: Mutex::new(Stats::new()),
+        goaways: Arc::default(),
         stop: AtomicBool::new(false),
     });
     let workers = match spawn_workers(&opts, &ctx, connections, streams) {
@@ -235,7 +254,7 @@ async fn main() -> std::process::ExitCode {
     };
     let started = Instant::now();
 
-    control(&ctx.stats).await;
+    control(&ctx).await;
     ctx.stop.store(true, Ordering::Relaxed);
     let secs = started.elapsed().as_secs_f64();
     // Every request has its own timeout, so this ends; the extra bound is belt and braces.
@@ -254,6 +273,9 @@ async fn main() -> std::process::ExitCode {
     let (table, samples, total) = stats.report(&label);
     eprint!("{samples}");
     print!("{table}");
+    if opts.client != ClientKind::H1 {
+        print!("{}", ctx.goaways.report());
+    }
     println!(
         "TOTAL sent={} ok={} non2xx={} errors={} unsent={} retried={} lost={} secs={secs:.1} rate={:.0}",
         total.sent,

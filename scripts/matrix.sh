@@ -1,35 +1,52 @@
 #!/usr/bin/env bash
 # The zero-downtime matrix: scripts/rolling-restart.sh --mode compare for every load balancer,
-# client and load, and one table of lost/sent for tower-drain and for the plain control.
+# client and load. Each cell runs three servers, one after the other, same settings, same
+# load, same restarts: `serve` (tower-drain's own server with the layer, the examples'
+# default), `framework` (the layer on axum::serve or tonic's Server) and the plain control.
+# One table of lost/sent for the three, then one of GOAWAY timing for the HTTP/2 clients.
 #
-#   bash scripts/matrix.sh                          # 18 cells, 2 restarts each (~10 min)
-#   bash scripts/matrix.sh --restarts 6             # the documented table
+#   bash scripts/matrix.sh                          # 18 cells, 2 restarts each (~13 min)
+#   bash scripts/matrix.sh --restarts 6             # more restarts per cell
 #   bash scripts/matrix.sh --lb haproxy-tcp --client h2,grpc --load fast --restarts 1
+#   bash scripts/matrix.sh --servers framework      # one tower-drain server (and the control)
 #
 # Cells: load balancers haproxy-http (HAProxy `mode http`, keep-alive; HTTP/1.1 to the axum
 # servers, `proto h2` to the gRPC servers), haproxy-tcp (HAProxy `mode tcp`) and nginx (its
 # default `proxy_next_upstream`/`grpc_next_upstream error timeout`); clients h1, h2 and grpc
-# (see examples/loadgen.rs); loads mixed and fast. In each cell the drain server (tower-drain:
-# examples/axum.rs, or examples/tonic.rs for grpc) and the plain control (examples/naive.rs,
-# examples/naive_tonic.rs: the server's own graceful shutdown alone) run one after the other
-# with the same settings, load and restarts.
+# (see examples/loadgen.rs); loads mixed and fast. The servers: examples/axum.rs (h1, h2) or
+# examples/tonic.rs (grpc) with SERVER=serve and with SERVER=framework, and the plain control,
+# examples/naive.rs or examples/naive_tonic.rs (the framework's own graceful shutdown alone).
 #
 # "lost" is what the load generator counted as failed: a non-2xx status, a connection error,
 # a truncated body or stream, a timeout, a gRPC status other than OK. Requests a client resent
 # because the protocol proved them unprocessed are not lost (shown in the logs as retried).
 #
-# Exit status: 0 when tower-drain lost nothing in every cell where the plain server lost
-# nothing and never more than the plain server (the goal of issue 7), and every drained server
-# exited 0; 1 when not; 2 when a cell could not be run. Each cell's full output stays in the
-# log directory printed at the end.
+# GOAWAY timing (h2 and grpc cells): for the client connections open at SIGTERM, how many got
+# a GOAWAY before the next restart ("told") and how long after SIGTERM: median (min..max), in
+# ms, over all restarts of the cell (each cell's log has them per restart). Behind HAProxy
+# `mode tcp` these are the servers' GOAWAYs, passed through to the pinned clients: `serve`
+# should tell them within a round trip of SIGTERM, `framework` only at the drain (the notice
+# period later, 600 ms). Behind HAProxy `mode http` and nginx the client's connection ends at
+# the balancer, which does not pass a server's GOAWAY on.
+#
+# --servers serve,framework picks the tower-drain servers to run (default both; the plain
+# control always runs); --drain-server NAME is --servers NAME (`axum` and `tonic` mean
+# framework).
+#
+# Exit status: 0 when the goal holds in every cell: serve and framework each lost 0 wherever
+# the plain server lost 0 and never more than the plain server, every one of their restarts
+# exited 0, and, in the HAProxy `mode tcp` h2 and grpc cells, serve told connections to go away
+# with a median delay below --goaway-limit-ms (default 100; 0 turns the check off); 1 when a
+# cell misses it; 2 when a cell could not be run. Each cell's full output stays in the log
+# directory printed at the end.
 set -euo pipefail
 
 usage() {
-  cat <<'EOF'
+  cat <<'EOF2'
 usage: matrix.sh [--restarts N] [--lb haproxy-http,haproxy-tcp,nginx] [--client h1,h2,grpc]
                  [--load mixed,fast] [--profile release|dev] [--restart-gap-ms MS]
-                 [--drain-server serve|axum] [--log-dir DIR]
-EOF
+                 [--servers serve,framework] [--goaway-limit-ms MS] [--log-dir DIR]
+EOF2
 }
 
 RESTARTS=2
@@ -39,7 +56,8 @@ LOADS=mixed,fast
 PROFILE=release
 EXTRA=()
 LOG_DIR=""
-DRAIN_SERVER="(the example's default)"
+GOAWAY_LIMIT_MS=100
+DRAINED=serve,framework
 while (($#)); do
   case "$1" in
     --restarts) RESTARTS=$2; shift 2 ;;
@@ -48,8 +66,10 @@ while (($#)); do
     --load) LOADS=$2; shift 2 ;;
     --profile) PROFILE=$2; shift 2 ;;
     --restart-gap-ms) EXTRA+=(--restart-gap-ms "$2"); shift 2 ;;
-    --drain-server) EXTRA+=(--drain-server "$2"); DRAIN_SERVER=$2; shift 2 ;;
+    --goaway-limit-ms) GOAWAY_LIMIT_MS=$2; shift 2 ;;
     --log-dir) LOG_DIR=$2; shift 2 ;;
+    --servers) DRAINED=$2; shift 2 ;;
+    --drain-server) DRAINED=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -60,6 +80,19 @@ IFS=, read -r -a LOAD_LIST <<< "$LOADS"
 for lb in "${LB_LIST[@]}"; do
   case "$lb" in haproxy-http|haproxy-tcp|nginx) ;; *) echo "unknown --lb $lb" >&2; exit 2 ;; esac
 done
+[[ "$GOAWAY_LIMIT_MS" =~ ^[0-9]+$ ]] || { echo "--goaway-limit-ms takes whole milliseconds" >&2; exit 2; }
+IFS=, read -r -a DRAINED_LIST <<< "$DRAINED"
+SERVERS=()
+for s in "${DRAINED_LIST[@]}"; do
+  case "$s" in
+    serve) ;;
+    framework|axum|tonic) s=framework ;;
+    *) echo "--servers takes serve and framework (axum, tonic: framework), got $s" >&2; exit 2 ;;
+  esac
+  [[ " ${SERVERS[*]} " == *" $s "* ]] || SERVERS+=("$s")
+done
+SERVERS+=(naive-graceful)
+MODES=$(IFS=,; echo "${SERVERS[*]}")
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LOG_DIR=${LOG_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/matrix.XXXXXX")}
@@ -78,13 +111,35 @@ lb_args() {
   esac
 }
 
-# field NAME LINE: the value of NAME=.. in a result line (detail= is the rest of the line).
+# field NAME LINE: the value of NAME=.. in a result line (detail= is the rest of the line),
+# empty when the line has none.
 field() {
-  if [[ "$1" == detail ]]; then sed -E 's/.* detail=//' <<< "$2"; else grep -oE "(^| )$1=[^ ]*" <<< "$2" | cut -d= -f2; fi
+  if [[ "$1" == detail ]]; then sed -E 's/.* detail=//' <<< "$2"
+  else { grep -oE "(^| )$1=[^ ]*" <<< "$2" || true; } | cut -d= -f2; fi
 }
 
+# failures LINE: the failures of a result line by kind, retries left out; "none" if none.
+failures() {
+  local d
+  d=$(field detail "$1" | sed -E 's/(, )?retried [^,]*//g; s/^, //')
+  echo "${d:-none}"
+}
+
+# goaway LINE: "told, median (min..max)" of a result line, or "none told".
+goaway() {
+  local told
+  told=$(field goaway_told "$1")
+  if [[ -z "$told" ]]; then echo "n/a"
+  elif ((told == 0)); then echo "0 told"
+  else echo "$told, $(field goaway_median_ms "$1") ($(field goaway_min_ms "$1")..$(field goaway_max_ms "$1"))"
+  fi
+}
+
+ran() { [[ " ${SERVERS[*]} " == *" $1 "* ]]; }
 ROWS=()
+GOAWAY_ROWS=()
 status=0
+miss() { ((status == 2)) || status=1; }
 started=$SECONDS
 for lb in "${LB_LIST[@]}"; do
   for client in "${CLIENT_LIST[@]}"; do
@@ -94,55 +149,85 @@ for lb in "${LB_LIST[@]}"; do
       echo "==> [$((SECONDS - started))s] $cell: $RESTARTS restarts (log: $log)"
       before=$(wc -l < "$RESULTS")
       # shellcheck disable=SC2046 # lb_args is a list of words
-      bash "$ROOT/scripts/rolling-restart.sh" --mode compare --restarts "$RESTARTS" --profile "$PROFILE" \
+      bash "$ROOT/scripts/rolling-restart.sh" --mode "$MODES" --restarts "$RESTARTS" --profile "$PROFILE" \
         $(lb_args "$lb") --client "$client" --load "$load" --result-file "$RESULTS" "${EXTRA[@]}" \
         > "$log" 2>&1 &
       CHILD=$!
       code=0; wait "$CHILD" || code=$?
       CHILD=""
       lines=$(tail -n +"$((before + 1))" "$RESULTS")
-      drain=$(grep '^drain ' <<< "$lines" || true)
-      plain=$(grep '^naive-graceful ' <<< "$lines" || true)
-      if [[ -z "$drain" || -z "$plain" ]] || ((code > 1)); then
-        echo "    cell failed to run (exit $code); last lines of its log:" >&2
+      declare -A line=()
+      missing=""
+      for s in "${SERVERS[@]}"; do
+        line[$s]=$(grep "^$s " <<< "$lines" || true)
+        [[ -n "${line[$s]}" ]] || missing+=" $s"
+      done
+      if [[ -n "$missing" ]] || ((code > 1)); then
+        echo "    cell failed to run (exit $code${missing:+, no result for$missing}); last lines of its log:" >&2
         tail -n 15 "$log" | sed 's/^/    /' >&2
-        ROWS+=("| $lb | $client | $load | not run | not run | exit $code, see $log |")
+        ROWS+=("| $lb | $client | $load | not run | not run | not run | | exit $code, see $log | |")
         status=2
         continue
       fi
-      d_lost=$(field lost "$drain"); d_sent=$(field sent "$drain"); d_rate=$(field rate "$drain")
-      p_lost=$(field lost "$plain"); p_sent=$(field sent "$plain"); p_rate=$(field rate "$plain")
-      verdict=ok
-      if ((d_lost > p_lost || (p_lost == 0 && d_lost > 0))); then
-        verdict="**goal missed**"
-        ((status == 2)) || status=1
+      p_lost=$(field lost "${line[naive-graceful]}")
+      verdict=""
+      for s in serve framework; do
+        ran "$s" || continue
+        lost=$(field lost "${line[$s]}")
+        if ((lost > p_lost || (p_lost == 0 && lost > 0))); then verdict+=", **$s missed**"; miss; fi
+        # A drained server must also exit 0.
+        bad=$(field bad_exits "${line[$s]}")
+        if ((${bad:-0} > 0)); then verdict+=", **$s: $bad restarts exited non-zero**"; miss; fi
+      done
+      cells=() rates=() fails=()
+      for s in serve framework naive-graceful; do
+        if ! ran "$s"; then cells+=("not run"); rates+=("-"); continue; fi
+        cells+=("$(field lost "${line[$s]}") / $(field sent "${line[$s]}")")
+        rates+=("$(field rate "${line[$s]}")")
+        f=$(failures "${line[$s]}")
+        [[ "$f" == none ]] || fails+=("${s/naive-graceful/plain}: $f")
+      done
+      if [[ "$client" != h1 ]]; then
+        check=""
+        if [[ "$lb" == haproxy-tcp ]] && ((GOAWAY_LIMIT_MS > 0)) && ran serve; then
+          told=$(field goaway_told "${line[serve]}")
+          median=$(field goaway_median_ms "${line[serve]}")
+          if [[ -z "$told" || "$told" == 0 ]] || ! awk -v m="$median" -v l="$GOAWAY_LIMIT_MS" 'BEGIN { exit !(m < l) }'; then
+            check="**serve's median not below $GOAWAY_LIMIT_MS ms**"; verdict+=", **serve told late**"; miss
+          else
+            check="ok (< $GOAWAY_LIMIT_MS ms)"
+          fi
+        fi
+        GOAWAY_ROWS+=("| $lb | $client | $load | $(goaway "${line[serve]:-}") | $(goaway "${line[framework]:-}") | $(goaway "${line[naive-graceful]}") | $check |")
       fi
-      # A drained server must also exit 0 (rolling-restart.sh counts the restarts that did not).
-      if bad=$(grep -oE '^drain mode: [0-9]+ restarts exited non-zero' "$log"); then
-        verdict+=", **${bad#drain mode: }**"
-        ((status == 2)) || status=1
-      fi
-      d_detail=$(field detail "$drain" | sed -E 's/(, )?retried [^,]*//g; s/^, //')
-      p_detail=$(field detail "$plain" | sed -E 's/(, )?retried [^,]*//g; s/^, //')
-      [[ -n "$d_detail" ]] || d_detail=none
-      [[ -n "$p_detail" ]] || p_detail=none
-      echo "    drain $d_lost/$d_sent ($d_detail), plain $p_lost/$p_sent ($p_detail): $verdict"
-      ROWS+=("| $lb | $client | $load | $d_lost / $d_sent | $p_lost / $p_sent | $d_rate / $p_rate | $verdict | drain: $d_detail; plain: $p_detail |")
+      verdict=${verdict#, }
+      fail_text=$(IFS=';'; echo "${fails[*]:-}" | sed 's/;/; /g')
+      echo "    serve ${cells[0]}, framework ${cells[1]}, plain ${cells[2]}: ${verdict:-ok}"
+      ROWS+=("| $lb | $client | $load | ${cells[0]} | ${cells[1]} | ${cells[2]} | ${rates[0]} / ${rates[1]} / ${rates[2]} | ${verdict:-ok} | $fail_text |")
+      unset line
     done
   done
 done
 
 echo
-echo "==> zero-downtime matrix: $RESTARTS restarts per cell, profile $PROFILE, drain server $DRAIN_SERVER, $((SECONDS - started)) s," \
+echo "==> zero-downtime matrix: $RESTARTS restarts per cell, profile $PROFILE, $((SECONDS - started)) s," \
      "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo '+changes')"
 echo
-echo "| lb | client | load | drain lost / sent | plain lost / sent | req/s drain / plain | verdict | failures |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| lb | client | load | serve lost / sent | framework lost / sent | plain lost / sent | req/s serve / framework / plain | goal | failures |"
+echo "|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${ROWS[@]}"
+if ((${#GOAWAY_ROWS[@]})); then
+  echo
+  echo "GOAWAY after SIGTERM, client connections open at SIGTERM: told, median (min..max) ms"
+  echo
+  echo "| lb | client | load | serve | framework | plain | check |"
+  echo "|---|---|---|---|---|---|---|"
+  printf '%s\n' "${GOAWAY_ROWS[@]}"
+fi
 echo
 echo "logs: $LOG_DIR"
 case "$status" in
-  0) echo "goal met: tower-drain lost 0 wherever the plain server lost 0, and never more" ;;
+  0) echo "goal met: serve and framework lost 0 wherever the plain server lost 0, and never more" ;;
   1) echo "goal missed in the cells marked above" ;;
   *) echo "some cells could not be run" ;;
 esac

@@ -14,12 +14,18 @@
 # prints one row per restart: requests sent, 2xx, non-2xx, connection errors.
 #
 # Modes:  drain           examples/axum.rs: tower-drain's DrainLayer + notice period
-#                         (examples/tonic.rs with --client grpc)
+#                         (examples/tonic.rs with --client grpc), its default server (`serve`)
+#                         or the one --drain-server names
+#         serve           the same with SERVER=serve: tower-drain's own server, which tells
+#                         every connection to leave at the start of the notice period
+#         framework       the same with SERVER=framework: the layer on axum::serve / tonic's
+#                         Server, which say goodbye to their connections at the drain only
 #         naive-graceful  examples/naive.rs, NAIVE=graceful: axum's with_graceful_shutdown alone
 #                         (examples/naive_tonic.rs: tonic's serve_with_incoming_shutdown alone)
 #         naive-abrupt    examples/naive.rs (naive_tonic.rs), NAIVE=abrupt: exits on SIGTERM at once
-#         all             the three, one after the other, same settings
-#         compare         drain, then naive-graceful (the control), same settings
+#         all             drain, naive-graceful, naive-abrupt, one after the other, same settings
+#         compare         serve, framework, then naive-graceful (the control), same settings
+#         A,B,..          the modes listed, in that order (for example serve,naive-graceful)
 #
 # Clients (--client, the `loadgen` example): h1 (HTTP/1.1 keep-alive, the default), h2 (HTTP/2
 # prior knowledge, several streams per connection, retries only what the protocol proves
@@ -32,19 +38,29 @@
 # HTTP mode (`proto h2`); nginx takes h2 and grpc clients on an `http2` listener and passes gRPC
 # with `grpc_pass`. docs/zero-downtime.md has the settings, the reasons and the measured table.
 #
-# Exit status: non-zero if the drain mode lost any request (a non-2xx answer or a connection
-# error, a truncated stream included). The naive modes only report.
+# Exit status: non-zero if a tower-drain mode (drain, serve, framework) lost any request (a
+# non-2xx answer or a connection error, a truncated stream included) or exited non-zero. The
+# naive modes only report.
+#
+# GOAWAY timing (h2 and grpc clients): the script writes `signal EPOCH_US` to the load
+# generator as it sends SIGTERM, and the load generator, which times every GOAWAY frame its
+# connections read, prints per restart how many connections were told to go away and how long
+# after SIGTERM (examples/support/load/goaway.rs). Behind HAProxy `mode tcp` those are the
+# server's own GOAWAYs; behind HAProxy `mode http` or nginx, the balancer's.
 #
 # --lb nginx puts nginx in front instead (passive health checks only, proxy_next_upstream
 # retries; --lb-retries on, its default there, adds http_503 to nginx's `error timeout`),
 # configured from scripts/nginx/nginx.conf.in; see run_mode's nginx branches.
 #
 # --result-file FILE appends one line per mode, for scripts/matrix.sh:
-#   MODE sent=.. ok=.. non2xx=.. errors=.. unsent=.. retried=.. lost=.. secs=.. rate=.. detail=..
+#   MODE sent=.. ok=.. non2xx=.. errors=.. unsent=.. retried=.. lost=.. secs=.. rate=..
+#        [goaway_told=.. goaway_min_ms=.. goaway_median_ms=.. goaway_max_ms=..
+#        goaway_final_median_ms=.. goaway_untold=.. goaway_later=..] bad_exits=.. detail=..
 #
-# --drain-server NAME passes SERVER=NAME to the drain server: examples/axum.rs takes `serve`
-# (tower-drain's own server, its default once it exists) or `axum` (axum::serve with the layer);
-# without the option the example's default runs.
+# --drain-server NAME passes SERVER=NAME to the server of --mode drain (and all): `serve`
+# (tower-drain's own server, the examples' default) or `framework` (axum::serve, or tonic's
+# Server, with the layer; both examples take `framework`, each its own name too: `axum`,
+# `tonic`). Without the option the example's default runs. --mode compare runs both anyway.
 #
 # Environment: DRAIN_SERVER_BIN overrides the binary used for the drain mode (it must have
 # the interface of examples/axum.rs, or of examples/tonic.rs with --client grpc); KEEP_LOGS=1
@@ -53,7 +69,8 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-usage: rolling-restart.sh [--mode drain|naive-graceful|naive-abrupt|all|compare] [--restarts N]
+usage: rolling-restart.sh [--mode drain|serve|framework|naive-graceful|naive-abrupt|all|compare]
+                          [--restarts N]
                           [--lb haproxy|nginx] [--lb-mode http-keep-alive|http-server-close|h2|tcp]
                           [--lb-retries off|on] [--client h1|h2|grpc] [--load mixed|fast]
                           [--connections N] [--streams N] [--pause-ms MS] [--inter-ms MS]
@@ -73,7 +90,7 @@ CONNECTIONS=""      # default: the load generator's for the client and load
 STREAMS=""          # concurrent streams per connection (h2, grpc); default: the load generator's
 PAUSE_MS=""         # pause of each worker between two requests; default: 2 (mixed), 0 (fast)
 RESULT_FILE=""
-DRAIN_SERVER=""     # SERVER for the drain server; default: the example's own
+DRAIN_SERVER=""     # SERVER for --mode drain; default: the example's own
 INTER_MS=100        # health-check interval
 FALL=1              # failed checks before DOWN
 RISE=2              # good checks before UP
@@ -114,11 +131,21 @@ while (($#)); do
 done
 
 case "$MODE" in
-  drain|naive-graceful|naive-abrupt) MODES=("$MODE") ;;
   all) MODES=(drain naive-graceful naive-abrupt) ;;
-  compare) MODES=(drain naive-graceful) ;;
-  *) echo "--mode must be drain, naive-graceful, naive-abrupt, all or compare" >&2; exit 2 ;;
+  compare) MODES=(serve framework naive-graceful) ;;
+  *) IFS=, read -r -a MODES <<< "$MODE" ;;
 esac
+for m in "${MODES[@]}"; do
+  case "$m" in drain|serve|framework|naive-graceful|naive-abrupt) ;; *)
+    echo "--mode must be drain, serve, framework, naive-graceful, naive-abrupt, all, compare or a comma-separated list of the first five" >&2
+    exit 2 ;;
+  esac
+done
+if [[ -n "$DRAIN_SERVER" && " ${MODES[*]} " != *" drain "* ]]; then
+  echo "--drain-server is for --mode drain or all (--mode $MODE runs: ${MODES[*]})" >&2; exit 2
+fi
+# The modes that run tower-drain (the drain server example), and the SERVER each one sets.
+drained() { [[ "$1" == drain || "$1" == serve || "$1" == framework ]]; }
 case "$CLIENT" in h1|h2|grpc) ;; *) echo "--client must be h1, h2 or grpc" >&2; exit 2 ;; esac
 case "$LOAD" in mixed|fast) ;; *) echo "--load must be mixed or fast" >&2; exit 2 ;; esac
 if [[ "$CLIENT" == grpc && "$LB_MODE" == http-server-close ]]; then
@@ -187,7 +214,8 @@ else DRAIN_EXAMPLE=axum; NAIVE_EXAMPLE=naive; fi
 EXAMPLES=(--example loadgen)
 for m in "${MODES[@]}"; do
   case "$m" in
-    drain) [[ -n "${DRAIN_SERVER_BIN:-}" ]] || EXAMPLES+=(--example "$DRAIN_EXAMPLE") ;;
+    drain|serve|framework) [[ -n "${DRAIN_SERVER_BIN:-}" || " ${EXAMPLES[*]} " == *" $DRAIN_EXAMPLE "* ]] \
+      || EXAMPLES+=(--example "$DRAIN_EXAMPLE") ;;
     naive-*) [[ " ${EXAMPLES[*]} " == *" $NAIVE_EXAMPLE "* ]] || EXAMPLES+=(--example "$NAIVE_EXAMPLE") ;;
   esac
 done
@@ -281,8 +309,9 @@ start_server() { # start_server NAME PORT MODE -> sets SERVER_PID[NAME]
   STARTS=$((STARTS + 1))
   log=$WORK/server-$mode-$name-$STARTS.log
   case "$mode" in
-    drain) bin=${DRAIN_SERVER_BIN:-$BIN_DIR/$DRAIN_EXAMPLE}; env=(NOTICE_MS="$NOTICE_MS" DRAIN_TIMEOUT_MS="$DRAIN_TIMEOUT_MS")
-      [[ -z "$DRAIN_SERVER" ]] || env+=(SERVER="$DRAIN_SERVER") ;;
+    drain|serve|framework) bin=${DRAIN_SERVER_BIN:-$BIN_DIR/$DRAIN_EXAMPLE}; env=(NOTICE_MS="$NOTICE_MS" DRAIN_TIMEOUT_MS="$DRAIN_TIMEOUT_MS")
+      if [[ "$mode" != drain ]]; then env+=(SERVER="$mode")
+      elif [[ -n "$DRAIN_SERVER" ]]; then env+=(SERVER="$DRAIN_SERVER"); fi ;;
     naive-graceful) bin=$BIN_DIR/$NAIVE_EXAMPLE; env=(NAIVE=graceful) ;;
     naive-abrupt) bin=$BIN_DIR/$NAIVE_EXAMPLE; env=(NAIVE=abrupt) ;;
   esac
@@ -379,8 +408,17 @@ nginx_counters() {
   done
 }
 
+# The notice period and server of a mode, for the headings.
+notice_desc() {
+  case "$1" in
+    drain) echo "$NOTICE_MS${DRAIN_SERVER:+ SERVER=$DRAIN_SERVER}" ;;
+    serve|framework) echo "$NOTICE_MS SERVER=$1" ;;
+    *) echo "n/a" ;;
+  esac
+}
+
 run_mode() {
-  local mode=$1 i name pid code t0 t_exit t_up note
+  local mode=$1 i name pid code t0 t_exit t_up note signal_us
   declare -gA SERVER_PID=() SERVER_PORT=()
   FE_PORT=$(free_port); CLI_PORT=$(free_port)
   SERVER_PORT[a]=$(free_port); SERVER_PORT[b]=$(free_port)
@@ -391,7 +429,7 @@ run_mode() {
   if [[ "$LB" == nginx ]]; then
     echo
     echo "==> mode $mode: lb nginx (proxy_next_upstream $([[ $LB_RETRIES == on ]] && echo "error timeout http_503" || echo "error timeout")," \
-         "keepalive 512, passive checks only), NOTICE_MS=$( [[ $mode == drain ]] && echo "$NOTICE_MS${DRAIN_SERVER:+ SERVER=$DRAIN_SERVER}" || echo "n/a")," \
+         "keepalive 512, passive checks only), NOTICE_MS=$(notice_desc "$mode")," \
          "$RESTARTS restarts, gap ${RESTART_GAP_MS}ms, $LOAD_DESC"
     start_server a "${SERVER_PORT[a]}" "$mode"
     start_server b "${SERVER_PORT[b]}" "$mode"
@@ -429,7 +467,7 @@ run_mode() {
 
     echo
     echo "==> mode $mode: lb-mode $LB_MODE, lb-retries $LB_RETRIES, inter ${INTER_MS}ms fall $FALL rise $RISE," \
-         "NOTICE_MS=$( [[ $mode == drain ]] && echo "$NOTICE_MS${DRAIN_SERVER:+ SERVER=$DRAIN_SERVER}" || echo "n/a"), $RESTARTS restarts," \
+         "NOTICE_MS=$(notice_desc "$mode"), $RESTARTS restarts," \
          "gap ${RESTART_GAP_MS}ms, $LOAD_DESC"
     start_server a "${SERVER_PORT[a]}" "$mode"
     start_server b "${SERVER_PORT[b]}" "$mode"
@@ -453,7 +491,9 @@ run_mode() {
     echo "phase restart $i ($name)" >&3
     sleep 0.05 # let the load generator open the phase before the signal
     t0=$(now_ms)
+    signal_us=${EPOCHREALTIME/./}
     kill -TERM "$pid"
+    echo "signal $signal_us" >&3 # the load generator times GOAWAYs from this instant
     if ! wait_until $(((NOTICE_MS + DRAIN_TIMEOUT_MS) / 1000 + 5)) eval '! alive '"$pid"; then
       echo "server $name did not exit after SIGTERM, killing it" >&2
       kill -KILL "$pid" 2>/dev/null || true
@@ -479,8 +519,8 @@ run_mode() {
     fi
     t_up=$(($(now_ms) - t0))
     note="exit $code after ${t_exit} ms, UP again after ${t_up} ms"
-    if [[ "$mode" == drain && "$code" != 0 ]]; then
-      BAD_EXITS=$((BAD_EXITS + 1)); note+=" (a drained server must exit 0)"
+    if drained "$mode" && [[ "$code" != 0 ]]; then
+      BAD_EXITS[$mode]=$((${BAD_EXITS[$mode]:-0} + 1)); note+=" (a drained server must exit 0)"
     fi
     echo "    restart $i: server $name $note"
     sleep "$SETTLE_S"
@@ -494,7 +534,7 @@ run_mode() {
   wait "$loadgen" || { echo "loadgen failed:" >&2; cat "$WORK/loadgen-$mode.err" >&2; return 1; }
 
   echo
-  grep -v '^TOTAL' "$WORK/loadgen-$mode.out"
+  grep -v '^TOTAL\|^GOAWAY signals=' "$WORK/loadgen-$mode.out"
   if [[ -s "$WORK/loadgen-$mode.err" ]]; then
     echo "first failures recorded (time since load start, request, outcome):"
     head -n 12 "$WORK/loadgen-$mode.err" | sed 's/^/    /'
@@ -509,13 +549,16 @@ run_mode() {
                    $col["econ"], $col["eresp"], $col["wretr"], $col["wredis"], $col["hrsp_5xx"],
                    $col["connect"], $col["reuse"] }'
   fi
-  local total detail
+  local total detail goaway
   total=$(grep '^TOTAL' "$WORK/loadgen-$mode.out")
   SUMMARY+=("$mode $total")
+  GOAWAY_SUMMARY+=("$mode $(grep '^GOAWAY signals=' "$WORK/loadgen-$mode.out" || true)")
+  # The GOAWAY summary (h2, grpc): goaway_told=.. goaway_median_ms=.. and so on.
+  goaway=$(grep '^GOAWAY signals=' "$WORK/loadgen-$mode.out" | sed -E 's/^GOAWAY //; s/signals=[^ ]* //; s/(^| )([a-z_]+=)/\1goaway_\2/g' || true)
   if [[ -n "$RESULT_FILE" ]]; then
     # The failures of the total row, by kind: the loadgen table's detail column.
     detail=$(grep -E '^total ' "$WORK/loadgen-$mode.out" | sed -E 's/^total +([0-9]+ +){7} *//')
-    echo "$mode ${total#TOTAL } detail=${detail:-none}" >> "$RESULT_FILE"
+    echo "$mode ${total#TOTAL }${goaway:+ $goaway} bad_exits=${BAD_EXITS[$mode]:-0} detail=${detail:-none}" >> "$RESULT_FILE"
   fi
 
   [[ -z "$NGINX_PID" ]] || nginx_stop
@@ -528,7 +571,8 @@ run_mode() {
 }
 
 SUMMARY=()
-BAD_EXITS=0
+GOAWAY_SUMMARY=()
+declare -A BAD_EXITS=()
 for m in "${MODES[@]}"; do run_mode "$m"; done
 
 echo
@@ -544,8 +588,17 @@ for line in "${SUMMARY[@]}"; do
   sent=${sent#sent=}; ok=${ok#ok=}; non2xx=${non2xx#non2xx=}; errors=${errors#errors=}
   retried=${retried#retried=}; lost=${lost#lost=}; rate=${rate#rate=}
   printf '%-16s %8s %8s %8s %8s %8s %8s %8s\n' "$m" "$sent" "$ok" "$non2xx" "$errors" "$lost" "$retried" "$rate"
-  if [[ "$m" == drain ]] && ((lost > 0 || sent == 0)); then status=1; fi
+  if drained "$m" && ((lost > 0 || sent == 0)); then status=1; fi
 done
-if ((BAD_EXITS)); then echo "drain mode: $BAD_EXITS restarts exited non-zero"; status=1; fi
-if ((status)); then echo "FAIL: the drain mode lost requests or exited non-zero"; else echo "ok"; fi
+if [[ "$CLIENT" != h1 ]]; then
+  echo "GOAWAY after SIGTERM, over all restarts (told: connections open at SIGTERM that got one;" \
+       "final: the last GOAWAY; untold: closed without one; later: connections opened after SIGTERM that got one):"
+  for line in "${GOAWAY_SUMMARY[@]}"; do
+    read -r m rest <<< "$line"
+    rest=${rest#GOAWAY }
+    printf '%-16s %s\n' "$m" "${rest#signals=* }"
+  done
+fi
+for m in "${!BAD_EXITS[@]}"; do echo "$m mode: ${BAD_EXITS[$m]} restarts exited non-zero"; status=1; done
+if ((status)); then echo "FAIL: a tower-drain mode lost requests or exited non-zero"; else echo "ok"; fi
 exit "$status"

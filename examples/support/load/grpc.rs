@@ -9,19 +9,35 @@
 //! and message (for example `Unavailable: service is shutting down..` from the drain layer, or
 //! `Cancelled`/`Unavailable` with "operation was canceled" from tonic's own client).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
-use tonic::transport::{Channel, Endpoint};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::echo;
 
+use super::goaway::{Log, Watched};
 use super::stats::Outcome;
 use super::{Client, Ctx, Job};
 
-/// A lazily connected channel to `target`, to share between callers.
-pub fn channel(target: &str) -> Result<Channel, String> {
-    Endpoint::from_shared(format!("http://{target}"))
-        .map(|e| e.connect_lazy())
-        .map_err(|e| format!("bad target {target:?}: {e}"))
+/// A lazily connected channel to `target`, to share between callers. Its connections read
+/// through [`Watched`], which times the server's `GOAWAY` frames: tonic's own connector
+/// (`connect_lazy`) with the same TCP setting it applies by default (`TCP_NODELAY`).
+pub fn channel(target: &str, goaways: &Arc<Log>) -> Result<Channel, String> {
+    let endpoint = Endpoint::from_shared(format!("http://{target}"))
+        .map_err(|e| format!("bad target {target:?}: {e}"))?;
+    let (target, goaways) = (target.to_string(), Arc::clone(goaways));
+    let connector = tower::service_fn(move |_: Uri| {
+        let (target, goaways) = (target.clone(), Arc::clone(&goaways));
+        async move {
+            let tcp = TcpStream::connect(&target).await?;
+            tcp.set_nodelay(true)?;
+            Ok::<_, std::io::Error>(TokioIo::new(Watched::new(tcp, &goaways)))
+        }
+    });
+    Ok(endpoint.connect_with_connector_lazy(connector))
 }
 
 /// One caller on a shared channel.

@@ -23,6 +23,8 @@
 //! and the requests move to the next connection (counted under `unsent`).
 //!
 //! Everything else (another reset, a broken connection, a `5xx`, a short body) is lost.
+//!
+//! Each connection reads through [`Watched`], which times the server's `GOAWAY` frames.
 
 use std::io;
 use std::pin::Pin;
@@ -38,6 +40,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Mutex};
 
+use super::goaway::{Log, Watched};
 use super::stats::{describe, Outcome};
 use super::{Client, Ctx, Job};
 
@@ -59,14 +62,16 @@ enum ConnectError {
 /// One long-lived connection shared by several stream workers, replaced after it goes away.
 pub struct Connection {
     target: String,
+    goaways: Arc<Log>,
     /// The generation of the connection and its handle; `None` once it must be replaced.
     current: Mutex<(u64, Option<SendRequest<Bytes>>)>,
 }
 
 impl Connection {
-    pub fn new(target: &str) -> Arc<Self> {
+    pub fn new(target: &str, goaways: &Arc<Log>) -> Arc<Self> {
         Arc::new(Connection {
             target: target.to_string(),
+            goaways: Arc::clone(goaways),
             current: Mutex::new((0, None)),
         })
     }
@@ -74,7 +79,7 @@ impl Connection {
     async fn sender(&self) -> Result<(u64, SendRequest<Bytes>), ConnectError> {
         let mut current = self.current.lock().await;
         if current.1.is_none() {
-            current.1 = Some(connect(&self.target).await?);
+            current.1 = Some(connect(&self.target, &self.goaways).await?);
             current.0 += 1;
         }
         Ok((current.0, current.1.clone().expect("set above")))
@@ -89,14 +94,14 @@ impl Connection {
     }
 }
 
-async fn connect(target: &str) -> Result<SendRequest<Bytes>, ConnectError> {
+async fn connect(target: &str, goaways: &Arc<Log>) -> Result<SendRequest<Bytes>, ConnectError> {
     let tcp = TcpStream::connect(target)
         .await
         .map_err(|e| ConnectError::Unreachable(format!("connect {target}: {e}")))?;
     let _ = tcp.set_nodelay(true);
     let (first_read, preface) = oneshot::channel();
     let io = FirstRead {
-        io: tcp,
+        io: Watched::new(tcp, goaways),
         first_read: Some(first_read),
     };
     // The handshake only writes the client's preface; it fails if the socket already closed.
@@ -116,7 +121,7 @@ async fn connect(target: &str) -> Result<SendRequest<Bytes>, ConnectError> {
 
 /// A TCP stream that reports its first successful read: the server's preface.
 struct FirstRead {
-    io: TcpStream,
+    io: Watched<TcpStream>,
     first_read: Option<oneshot::Sender<()>>,
 }
 

@@ -1,14 +1,16 @@
-//! The load generator's parts: what to send ([`Job`]), what was counted ([`stats`]), and one
-//! module per client protocol ([`http1`], [`http2`], [`grpc`]). `examples/loadgen.rs` wires
+//! The load generator's parts: what to send ([`Job`]), what was counted ([`stats`]), when
+//! connections were told to go away ([`goaway`]), and one module per client protocol
+//! ([`http1`], [`http2`], [`grpc`]). `examples/loadgen.rs` wires
 //! them to the command line and the control protocol on stdin.
 
+pub mod goaway;
 pub mod grpc;
 pub mod http1;
 pub mod http2;
 pub mod stats;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use stats::{Outcome, Stats};
@@ -100,6 +102,8 @@ pub struct Ctx {
     /// Bound on one request, its retries included.
     pub timeout: Duration,
     pub stats: Mutex<Stats>,
+    /// The h2 and gRPC clients' connections, and when the server told them to go away.
+    pub goaways: Arc<goaway::Log>,
     pub stop: AtomicBool,
 }
 
