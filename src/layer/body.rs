@@ -2,6 +2,7 @@
 //! responses the layer answers itself.
 
 use std::fmt;
+use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -67,11 +68,13 @@ where
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         match self.project().kind.project() {
             KindProj::Inner { mut body, guard } => {
-                // Returned as it came (moving a frame through locals costs copies).
-                let poll = body.as_mut().poll_frame(cx);
+                // Returned as it came (moving a frame through locals costs copies). Not dropped
+                // if releasing the guard panics (a waker did): the frame leaks instead. The
+                // code to drop it there would keep it in memory, and every frame would pay.
+                let poll = ManuallyDrop::new(body.as_mut().poll_frame(cx));
                 // The request is over when the body ends, fails, or says nothing follows;
                 // release at once rather than when the server gets round to dropping the body.
-                let finished = match &poll {
+                let finished = match &*poll {
                     Poll::Ready(Some(Ok(_))) => body.is_end_stream(),
                     Poll::Ready(None | Some(Err(_))) => true,
                     Poll::Pending => false,
@@ -79,7 +82,7 @@ where
                 if finished {
                     drop(guard.take());
                 }
-                poll
+                ManuallyDrop::into_inner(poll)
             }
             KindProj::Early { body } => {
                 Poll::Ready(body.take().map(|data| Ok(Frame::data(data.into()))))

@@ -22,32 +22,53 @@ pin_project! {
     /// `B` is the request body: kept, and read to its end, only when the layer answers the
     /// request itself (see [`DrainLayer::refused_body_limit`](crate::DrainLayer::refused_body_limit)).
     #[must_use = "futures do nothing unless polled"]
-    #[project = Proj]
     pub struct ResponseFuture<S, B>
     where
         S: Service<Request<B>>,
     {
-        // The inner service's future: the hot path. `None` while the request waits for the
-        // inner service, or when the layer answers itself.
         #[pin]
-        future: Option<S::Future>,
-        // Held only for its `Drop` until the response exists, then moved into the body.
-        guard: Option<InFlightGuard>,
-        http1: bool,
-        // The cold states, boxed so that they do not make every request's future larger.
-        cold: Option<Pin<Box<Cold<S, B>>>>,
+        kind: Kind<S, B>,
     }
 }
 
 pin_project! {
+    // `repr(u8)`: a tag of its own, rather than one folded into spare values of the inner
+    // future's bytes. The pass-through path stores the tag as a constant, so the compiler knows
+    // which variant it polls next; a tag folded into the inner response is unknown to it.
+    #[project = KindProj]
+    enum Kind<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        // The hot path: the inner service's future, laid out as tower-http's
+        // `InFlightRequests` future is.
+        Inner {
+            #[pin]
+            future: S::Future,
+            // Held only for its `Drop` until the response exists, then moved into the body.
+            guard: Option<InFlightGuard>,
+            http1: bool,
+        },
+        // Boxed, so that the rare states do not make every request's future larger.
+        Cold {
+            cold: Pin<Box<Cold<S, B>>>,
+        },
+    }
+}
+
+pin_project! {
+    /// The states of a request that is not the plain pass-through.
     #[project = ColdProj]
-    enum Cold<S, B> {
+    pub(crate) enum Cold<S, B> {
         // A request waiting for the inner service to become ready.
         WhenReady {
             service: S,
             request: Option<Request<B>>,
+            // Held only for its `Drop` until the inner future exists.
+            guard: Option<InFlightGuard>,
+            http1: bool,
         },
-        // The layer's own answer, sent once the request body has been read (`discard.rs`).
+        // The layer's own answer, sent once the request body has been read (`refused_body.rs`).
         Early {
             #[pin]
             discard: Discard<B>,
@@ -63,40 +84,42 @@ where
     #[inline]
     pub(crate) fn inner(future: S::Future, guard: Option<InFlightGuard>, http1: bool) -> Self {
         Self {
-            future: Some(future),
-            guard,
-            http1,
-            cold: None,
+            kind: Kind::Inner {
+                future,
+                guard,
+                http1,
+            },
         }
     }
 
+    #[inline]
+    pub(crate) fn cold(cold: Pin<Box<Cold<S, B>>>) -> Self {
+        Self {
+            kind: Kind::Cold { cold },
+        }
+    }
+}
+
+impl<S, B> Cold<S, B> {
     pub(crate) fn when_ready(
         service: S,
         request: Request<B>,
         guard: Option<InFlightGuard>,
         http1: bool,
-    ) -> Self {
-        Self {
-            future: None,
+    ) -> Pin<Box<Self>> {
+        Box::pin(Cold::WhenReady {
+            service,
+            request: Some(request),
             guard,
             http1,
-            cold: Some(Box::pin(Cold::WhenReady {
-                service,
-                request: Some(request),
-            })),
-        }
+        })
     }
 
-    pub(crate) fn early(response: Response<EarlyBody>, discard: Discard<B>) -> Self {
-        Self {
-            future: None,
-            guard: None,
-            http1: false,
-            cold: Some(Box::pin(Cold::Early {
-                discard,
-                response: Some(response),
-            })),
-        }
+    pub(crate) fn early(response: Response<EarlyBody>, discard: Discard<B>) -> Pin<Box<Self>> {
+        Box::pin(Cold::Early {
+            discard,
+            response: Some(response),
+        })
     }
 }
 
@@ -108,62 +131,80 @@ where
     type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
 
     #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut me = self.project();
-        let Some(future) = me.future.as_mut().as_pin_mut() else {
-            return poll_cold(me, cx);
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // No loop here: the compiler follows the pass-through future from `call` into this
+        // function only along straight-line code.
+        if let KindProj::Cold { .. } = self.as_mut().project().kind.project() {
+            // Boxed: the pass-through response is not forced into memory shared with this call.
+            if let Some(early) = ready!(poll_cold(self.as_mut(), cx)) {
+                return Poll::Ready(*early);
+            }
+        }
+        let KindProj::Inner {
+            future,
+            guard,
+            http1,
+        } = self.project().kind.project()
+        else {
+            unreachable!("poll_cold leaves the future on the pass-through path");
         };
         let result = ready!(future.poll(cx));
-        let guard = me.guard.take();
+        let guard = guard.take();
         // On error the guard is released here: there is no body to carry it.
         let mut response = result?;
-        if *me.http1 && guard.as_ref().is_some_and(|g| !g.shared().is_ready()) {
+        if *http1 && guard.as_ref().is_some_and(|g| !g.shared().is_ready()) {
             close_connection(&mut response);
         }
         Poll::Ready(Ok(response.map(|body| ResponseBody::inner(body, guard))))
     }
 }
 
-/// The cold states: waiting for the inner service (then calling it and polling its future),
+/// The cold states: waiting for the inner service (then the pass-through path takes over),
 /// or the layer's own answer once the request body has been read.
 #[cold]
 #[inline(never)]
+#[allow(clippy::type_complexity)]
 fn poll_cold<S, B, ResBody>(
-    mut me: Proj<'_, S, B>,
+    mut future: Pin<&mut ResponseFuture<S, B>>,
     cx: &mut Context<'_>,
-) -> Poll<Result<Response<ResponseBody<ResBody>>, S::Error>>
+) -> Poll<Option<Box<Result<Response<ResponseBody<ResBody>>, S::Error>>>>
 where
     S: Service<Request<B>, Response = Response<ResBody>>,
     B: http_body::Body,
 {
-    let cold = me
-        .cold
-        .as_mut()
-        .expect("ResponseFuture polled after completion");
+    let KindProj::Cold { cold } = future.as_mut().project().kind.project() else {
+        unreachable!("only the cold states are polled here");
+    };
     match cold.as_mut().project() {
-        ColdProj::WhenReady { service, request } => {
+        ColdProj::WhenReady {
+            service,
+            request,
+            guard,
+            http1,
+        } => {
             // On error the guard is released with the future: nothing was processed.
-            ready!(service.poll_ready(cx))?;
+            if let Err(e) = ready!(service.poll_ready(cx)) {
+                return Poll::Ready(Some(Box::new(Err(e))));
+            }
             let request = request
                 .take()
                 .expect("ResponseFuture polled after completion");
-            me.future.set(Some(service.call(request)));
-            *me.cold = None;
-            let future = me.future.as_mut().as_pin_mut().expect("just set");
-            let result = ready!(future.poll(cx));
-            let guard = me.guard.take();
-            let mut response = result?;
-            if *me.http1 && guard.as_ref().is_some_and(|g| !g.shared().is_ready()) {
-                close_connection(&mut response);
-            }
-            Poll::Ready(Ok(response.map(|body| ResponseBody::inner(body, guard))))
+            let inner = Kind::Inner {
+                future: service.call(request),
+                guard: guard.take(),
+                http1: *http1,
+            };
+            // The service (a clone made for this request) goes; the pass-through path takes
+            // over, in this poll and the next ones.
+            future.as_mut().project().kind.set(inner);
+            Poll::Ready(None)
         }
         ColdProj::Early { discard, response } => {
             ready!(discard.poll_discard(cx));
             let response = response
                 .take()
                 .expect("ResponseFuture polled after completion");
-            Poll::Ready(Ok(response.map(ResponseBody::early)))
+            Poll::Ready(Some(Box::new(Ok(response.map(ResponseBody::early)))))
         }
     }
 }
@@ -173,10 +214,10 @@ where
     S: Service<Request<B>>,
 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = match (&self.cold, &self.guard) {
-            (None, None) => "untracked",
-            (None, Some(_)) => "tracked",
-            (Some(cold), _) => match cold.as_ref().get_ref() {
+        let state = match &self.kind {
+            Kind::Inner { guard: None, .. } => "untracked",
+            Kind::Inner { guard: Some(_), .. } => "tracked",
+            Kind::Cold { cold } => match cold.as_ref().get_ref() {
                 Cold::WhenReady { .. } => "waiting for the inner service",
                 Cold::Early { .. } => "early",
             },

@@ -1,6 +1,7 @@
 //! [`Drain`]: the middleware service that counts, refuses, and answers probes.
 
 use std::fmt;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -10,9 +11,10 @@ use tower_service::Service;
 use crate::layer::body::EarlyBody;
 use crate::layer::config::{Config, Route};
 use crate::layer::connection_close::is_http1;
-use crate::layer::future::ResponseFuture;
+use crate::layer::future::{Cold, ResponseFuture};
 use crate::layer::probes::{liveness_response, readiness_response, ReadinessService};
 use crate::layer::refused_body::Discard;
+use crate::tracker::guard::InFlightGuard;
 use crate::tracker::Admit;
 
 /// Middleware that tracks in-flight requests and refuses new ones once admission has closed.
@@ -32,7 +34,7 @@ pub struct Drain<S> {
     config: Arc<Config>,
     /// The inner service said it was ready and has not been called since.
     inner_ready: bool,
-    /// Every request takes `call_slow`: the layer sorts requests by path, inserts the drain
+    /// Every request takes `prepare`: the layer sorts requests by path, inserts the drain
     /// signal, or wraps a probe. Decided once, when the layer is applied.
     slow: bool,
     /// The inner service is a [`ReadinessService`]: its requests pass uncounted, never refused.
@@ -106,32 +108,47 @@ where
     }
 
     #[inline]
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        // The pass-through path, kept small so that it inlines into the server and moves the
-        // request once, into the inner call. Everything else is out of line.
-        if self.slow || !self.inner_ready {
-            return self.call_slow(request);
-        }
-        let config = &*self.config;
-        let Some(guard) = config.tracker.shared.admit(Admit::Request) else {
-            return config.refuse(request);
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        // The pass-through path is small, inlines into the server and moves the request once,
+        // into the inner call. Whatever else happens leaves this function with one boxed
+        // pointer, so that the future is built here either way and the compiler, polling it
+        // next, can tell the pass-through future from the others without reading memory.
+        let guard = if !self.slow && self.inner_ready {
+            match self.config.tracker.shared.admit(Admit::Request) {
+                Some(guard) => Some(guard),
+                None => return ResponseFuture::cold(self.config.refuse(request)),
+            }
+        } else {
+            match self.prepare(&mut request) {
+                Prepared::Call(guard) => guard,
+                other => return ResponseFuture::cold(self.call_cold(request, other)),
+            }
         };
         self.inner_ready = false;
         let http1 = is_http1(request.version());
         // The guard is created before the inner call, so a panic in `call` releases it too.
-        ResponseFuture::inner(self.inner.call(request), Some(guard), http1)
+        ResponseFuture::inner(self.inner.call(request), guard, http1)
     }
+}
+
+/// What [`Drain::prepare`] decided for a request that is not the plain pass-through.
+enum Prepared {
+    /// Call the inner service now, with the request's guard if it is counted.
+    Call(Option<InFlightGuard>),
+    /// The inner service was not ready: the request waits for it in its future.
+    WhenReady(Option<InFlightGuard>),
+    /// Admission has closed.
+    Refuse,
+    /// A probe, answered by the layer.
+    Answer(Response<EarlyBody>),
 }
 
 impl<S> Drain<S> {
     /// Every request but the plain pass-through: probes and exempt paths, the drain signal,
-    /// an inner service that was not ready.
+    /// an inner service that was not ready. Takes the request by reference, so that a request
+    /// that goes on to the inner service is not moved twice.
     #[inline(never)]
-    fn call_slow<B>(&mut self, mut request: Request<B>) -> ResponseFuture<S, B>
-    where
-        S: Service<Request<B>> + Clone,
-        B: http_body::Body,
-    {
+    fn prepare<B>(&mut self, request: &mut Request<B>) -> Prepared {
         let config = &*self.config;
         let tracker = &config.tracker;
         let route = if self.probe {
@@ -142,44 +159,43 @@ impl<S> Drain<S> {
         let guard = match route {
             Route::Counted => match tracker.shared.admit(Admit::Request) {
                 Some(guard) => Some(guard),
-                None => return config.refuse(request),
+                None => return Prepared::Refuse,
             },
             Route::Readiness => {
-                let response = readiness_response(request.method(), tracker.is_ready());
-                return config.answer(request, response);
+                return Prepared::Answer(readiness_response(request.method(), tracker.is_ready()))
             }
-            Route::Liveness => {
-                let response = liveness_response(request.method());
-                return config.answer(request, response);
-            }
+            Route::Liveness => return Prepared::Answer(liveness_response(request.method())),
             Route::Exempt => None,
         };
         if guard.is_some() && config.drain_signal {
             request.extensions_mut().insert(tracker.signal());
         }
-        let http1 = is_http1(request.version());
-        if !std::mem::take(&mut self.inner_ready) {
-            return self.call_when_ready(request, guard, http1);
+        if std::mem::take(&mut self.inner_ready) {
+            Prepared::Call(guard)
+        } else {
+            Prepared::WhenReady(guard)
         }
-        ResponseFuture::inner(self.inner.call(request), guard, http1)
     }
 
-    /// The inner service was not ready: the request waits for it in its future, on the
-    /// service that was polled (a fresh clone takes its place here).
+    /// The request does not go to the inner service now: refused, answered, or waiting for
+    /// the inner service (on the service that was polled; a fresh clone takes its place here).
     #[cold]
     #[inline(never)]
-    fn call_when_ready<B>(
-        &mut self,
-        request: Request<B>,
-        guard: Option<crate::InFlightGuard>,
-        http1: bool,
-    ) -> ResponseFuture<S, B>
+    fn call_cold<B>(&mut self, request: Request<B>, prepared: Prepared) -> Pin<Box<Cold<S, B>>>
     where
         S: Service<Request<B>> + Clone,
     {
-        let clone = self.inner.clone();
-        let service = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::when_ready(service, request, guard, http1)
+        match prepared {
+            Prepared::Call(_) => unreachable!("called inline"),
+            Prepared::WhenReady(guard) => {
+                let http1 = is_http1(request.version());
+                let clone = self.inner.clone();
+                let service = std::mem::replace(&mut self.inner, clone);
+                Cold::when_ready(service, request, guard, http1)
+            }
+            Prepared::Refuse => self.config.refuse(request),
+            Prepared::Answer(response) => self.config.answer(request, response),
+        }
     }
 }
 
@@ -187,7 +203,7 @@ impl Config {
     /// Refuses `request`: admission has closed.
     #[cold]
     #[inline(never)]
-    fn refuse<S, B>(&self, request: Request<B>) -> ResponseFuture<S, B>
+    fn refuse<S, B>(&self, request: Request<B>) -> Pin<Box<Cold<S, B>>>
     where
         S: Service<Request<B>>,
     {
@@ -196,13 +212,13 @@ impl Config {
     }
 
     /// Answers `request` with `response` without calling the inner service, reading the
-    /// request body first where the answer would otherwise be lost (see `discard.rs`).
+    /// request body first where the answer would otherwise be lost (see `refused_body.rs`).
     #[cold]
     fn answer<S, B>(
         &self,
         request: Request<B>,
         response: Response<EarlyBody>,
-    ) -> ResponseFuture<S, B>
+    ) -> Pin<Box<Cold<S, B>>>
     where
         S: Service<Request<B>>,
     {
@@ -213,7 +229,7 @@ impl Config {
             self.refused_body_limit,
             self.refused_body_timeout,
         );
-        ResponseFuture::early(response, discard)
+        Cold::early(response, discard)
     }
 }
 

@@ -35,16 +35,19 @@ pub struct InFlightGuard {
 }
 
 impl InFlightGuard {
+    #[inline]
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Self { shared }
     }
 
+    #[inline]
     pub(crate) fn shared(&self) -> &Shared {
         &self.shared
     }
 }
 
 impl Drop for InFlightGuard {
+    #[inline]
     fn drop(&mut self) {
         self.shared.release();
     }

@@ -366,6 +366,7 @@ impl Shared {
         self.state.load(Ordering::Acquire) & CLOSED != 0
     }
 
+    #[inline]
     pub(crate) fn is_ready(&self) -> bool {
         // Relaxed: the flag carries no data with it; this is only asked to decide a header.
         self.state.load(Ordering::Relaxed) & UNREADY == 0
