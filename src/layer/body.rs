@@ -74,13 +74,17 @@ where
                 let poll = ManuallyDrop::new(body.as_mut().poll_frame(cx));
                 // The request is over when the body ends, fails, or says nothing follows;
                 // release at once rather than when the server gets round to dropping the body.
-                let finished = match &*poll {
-                    Poll::Ready(Some(Ok(_))) => body.is_end_stream(),
-                    Poll::Ready(None | Some(Err(_))) => true,
-                    Poll::Pending => false,
-                };
-                if finished {
-                    drop(guard.take());
+                // Nothing to decide once released (the frames after the last, an uncounted
+                // request).
+                if guard.is_some() {
+                    let finished = match &*poll {
+                        Poll::Ready(Some(Ok(_))) => body.is_end_stream(),
+                        Poll::Ready(None | Some(Err(_))) => true,
+                        Poll::Pending => false,
+                    };
+                    if finished {
+                        drop(guard.take());
+                    }
                 }
                 ManuallyDrop::into_inner(poll)
             }

@@ -151,12 +151,26 @@ where
         let result = ready!(future.poll(cx));
         let guard = guard.take();
         // On error the guard is released here: there is no body to carry it.
-        let mut response = result?;
+        let (mut parts, body) = result?.into_parts();
         if *http1 && guard.as_ref().is_some_and(|g| !g.shared().is_ready()) {
-            close_connection(&mut response);
+            close_parts(&mut parts);
         }
-        Poll::Ready(Ok(response.map(|body| ResponseBody::inner(body, guard))))
+        Poll::Ready(Ok(Response::from_parts(
+            parts,
+            ResponseBody::inner(body, guard),
+        )))
     }
+}
+
+/// `Connection: close` on the response head, out of line. Only the head is lent out: the body
+/// stays out of memory that a call could reach, and is moved into the response once.
+#[cold]
+#[inline(never)]
+fn close_parts(parts: &mut http::response::Parts) {
+    let (empty, ()) = Response::new(()).into_parts();
+    let mut head = Response::from_parts(std::mem::replace(parts, empty), ());
+    close_connection(&mut head);
+    *parts = head.into_parts().0;
 }
 
 /// The cold states: waiting for the inner service (then the pass-through path takes over),
