@@ -132,45 +132,60 @@ where
 
     #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // No loop here: the compiler follows the pass-through future from `call` into this
-        // function only along straight-line code.
-        if let KindProj::Cold { .. } = self.as_mut().project().kind.project() {
-            // Boxed: the pass-through response is not forced into memory shared with this call.
-            if let Some(early) = ready!(poll_cold(self.as_mut(), cx)) {
-                return Poll::Ready(*early);
+        // Every response but the pass-through one leaves through one door, boxed: returning
+        // it by value, or lending the pass-through response to a call, would keep every
+        // request's response in memory and add copies of it. No loop: the compiler follows
+        // the pass-through future from `call` into this function along straight-line code.
+        let boxed = 'cold: {
+            if let KindProj::Cold { .. } = self.as_mut().project().kind.project() {
+                if let Some(early) = ready!(poll_cold(self.as_mut(), cx)) {
+                    break 'cold early;
+                }
             }
-        }
-        let KindProj::Inner {
-            future,
-            guard,
-            http1,
-        } = self.project().kind.project()
-        else {
-            unreachable!("poll_cold leaves the future on the pass-through path");
+            let KindProj::Inner {
+                future,
+                guard,
+                http1,
+            } = self.as_mut().project().kind.project()
+            else {
+                unreachable!("poll_cold leaves the future on the pass-through path");
+            };
+            if *http1 && guard.as_ref().is_some_and(|g| !g.shared().is_ready()) {
+                break 'cold ready!(poll_closing(self, cx));
+            }
+            let result = ready!(future.poll(cx));
+            let guard = guard.take();
+            // On error the guard is released here: there is no body to carry it.
+            let response = result?;
+            return Poll::Ready(Ok(response.map(|body| ResponseBody::inner(body, guard))));
         };
-        let result = ready!(future.poll(cx));
-        let guard = guard.take();
-        // On error the guard is released here: there is no body to carry it.
-        let (mut parts, body) = result?.into_parts();
-        if *http1 && guard.as_ref().is_some_and(|g| !g.shared().is_ready()) {
-            close_parts(&mut parts);
-        }
-        Poll::Ready(Ok(Response::from_parts(
-            parts,
-            ResponseBody::inner(body, guard),
-        )))
+        Poll::Ready(*boxed)
     }
 }
 
-/// `Connection: close` on the response head, out of line. Only the head is lent out: the body
-/// stays out of memory that a call could reach, and is moved into the response once.
+/// Shutdown has been announced and the connection is HTTP/1.x: the inner future is polled
+/// here, and its response gets `Connection: close`. Readiness is read at each poll, just
+/// before the inner future is polled (it was read just after). The response is boxed like the
+/// layer's own answers; inserting the header allocates the header map anyway.
 #[cold]
 #[inline(never)]
-fn close_parts(parts: &mut http::response::Parts) {
-    let (empty, ()) = Response::new(()).into_parts();
-    let mut head = Response::from_parts(std::mem::replace(parts, empty), ());
-    close_connection(&mut head);
-    *parts = head.into_parts().0;
+#[allow(clippy::type_complexity)]
+fn poll_closing<S, B, ResBody>(
+    future: Pin<&mut ResponseFuture<S, B>>,
+    cx: &mut Context<'_>,
+) -> Poll<Box<Result<Response<ResponseBody<ResBody>>, S::Error>>>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+{
+    let KindProj::Inner { future, guard, .. } = future.project().kind.project() else {
+        unreachable!("only the pass-through path closes");
+    };
+    let result = ready!(future.poll(cx));
+    let guard = guard.take();
+    Poll::Ready(Box::new(result.map(|mut response| {
+        close_connection(&mut response);
+        response.map(|body| ResponseBody::inner(body, guard))
+    })))
 }
 
 /// The cold states: waiting for the inner service (then the pass-through path takes over),
