@@ -136,7 +136,7 @@ where
         // it by value, or lending the pass-through response to a call, would keep every
         // request's response in memory and add copies of it. No loop: the compiler follows
         // the pass-through future from `call` into this function along straight-line code.
-        let boxed = 'cold: {
+        let boxed: Result<Response<ResponseBody<ResBody>>, S::Error> = 'cold: {
             if let KindProj::Cold { .. } = self.as_mut().project().kind.project() {
                 if let Some(early) = ready!(poll_cold(self.as_mut(), cx)) {
                     break 'cold early;
@@ -159,7 +159,7 @@ where
             let response = result?;
             return Poll::Ready(Ok(response.map(|body| ResponseBody::inner(body, guard))));
         };
-        Poll::Ready(*boxed)
+        Poll::Ready(boxed)
     }
 }
 
@@ -173,7 +173,7 @@ where
 fn poll_closing<S, B, ResBody>(
     future: Pin<&mut ResponseFuture<S, B>>,
     cx: &mut Context<'_>,
-) -> Poll<Box<Result<Response<ResponseBody<ResBody>>, S::Error>>>
+) -> Poll<Result<Response<ResponseBody<ResBody>>, S::Error>>
 where
     S: Service<Request<B>, Response = Response<ResBody>>,
 {
@@ -182,10 +182,10 @@ where
     };
     let result = ready!(future.poll(cx));
     let guard = guard.take();
-    Poll::Ready(Box::new(result.map(|mut response| {
+    Poll::Ready(result.map(|mut response| {
         close_connection(&mut response);
         response.map(|body| ResponseBody::inner(body, guard))
-    })))
+    }))
 }
 
 /// The cold states: waiting for the inner service (then the pass-through path takes over),
@@ -196,7 +196,7 @@ where
 fn poll_cold<S, B, ResBody>(
     mut future: Pin<&mut ResponseFuture<S, B>>,
     cx: &mut Context<'_>,
-) -> Poll<Option<Box<Result<Response<ResponseBody<ResBody>>, S::Error>>>>
+) -> Poll<Option<Result<Response<ResponseBody<ResBody>>, S::Error>>>
 where
     S: Service<Request<B>, Response = Response<ResBody>>,
     B: http_body::Body,
@@ -213,7 +213,7 @@ where
         } => {
             // On error the guard is released with the future: nothing was processed.
             if let Err(e) = ready!(service.poll_ready(cx)) {
-                return Poll::Ready(Some(Box::new(Err(e))));
+                return Poll::Ready(Some(Err(e)));
             }
             let request = request
                 .take()
@@ -233,7 +233,7 @@ where
             let response = response
                 .take()
                 .expect("ResponseFuture polled after completion");
-            Poll::Ready(Some(Box::new(Ok(response.map(ResponseBody::early)))))
+            Poll::Ready(Some(Ok(response.map(ResponseBody::early))))
         }
     }
 }
