@@ -132,11 +132,13 @@ where
 
     #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // Every response but the pass-through one leaves through one door, boxed: returning
-        // it by value, or lending the pass-through response to a call, would keep every
-        // request's response in memory and add copies of it. No loop: the compiler follows
-        // the pass-through future from `call` into this function along straight-line code.
-        let boxed: Result<Response<ResponseBody<ResBody>>, S::Error> = 'cold: {
+        // Every response but the pass-through one leaves through one door, the labelled
+        // block's value, and the pass-through response is never lent to a call: the compiler
+        // then moves it once, from the inner future into the caller's response. (Measured:
+        // returning the cold results from where they are produced instead costs about 30
+        // instructions per request.) No loop: the compiler follows the pass-through future
+        // from `call` into this function along straight-line code.
+        let cold: Result<Response<ResponseBody<ResBody>>, S::Error> = 'cold: {
             if let KindProj::Cold { .. } = self.as_mut().project().kind.project() {
                 if let Some(early) = ready!(poll_cold(self.as_mut(), cx)) {
                     break 'cold early;
@@ -159,14 +161,13 @@ where
             let response = result?;
             return Poll::Ready(Ok(response.map(|body| ResponseBody::inner(body, guard))));
         };
-        Poll::Ready(boxed)
+        Poll::Ready(cold)
     }
 }
 
 /// Shutdown has been announced and the connection is HTTP/1.x: the inner future is polled
-/// here, and its response gets `Connection: close`. Readiness is read at each poll, just
-/// before the inner future is polled (it was read just after). The response is boxed like the
-/// layer's own answers; inserting the header allocates the header map anyway.
+/// here, out of line, and its response gets `Connection: close`. Readiness is read at each
+/// poll, just before the inner future is polled.
 #[cold]
 #[inline(never)]
 #[allow(clippy::type_complexity)]
