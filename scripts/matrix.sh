@@ -9,6 +9,7 @@
 #   bash scripts/matrix.sh --restarts 6             # more restarts per cell
 #   bash scripts/matrix.sh --lb haproxy-tcp --client h2,grpc --load fast --restarts 1
 #   bash scripts/matrix.sh --servers framework      # one tower-drain server (and the control)
+#   bash scripts/matrix.sh --cells haproxy-tcp:h2:fast,nginx:grpc:mixed   # just these cells
 #
 # Cells: load balancers haproxy-http (HAProxy `mode http`, keep-alive; HTTP/1.1 to the axum
 # servers, `proto h2` to the gRPC servers), haproxy-tcp (HAProxy `mode tcp`) and nginx (its
@@ -45,7 +46,8 @@ usage() {
   cat <<'EOF2'
 usage: matrix.sh [--restarts N] [--lb haproxy-http,haproxy-tcp,nginx] [--client h1,h2,grpc]
                  [--load mixed,fast] [--profile release|dev] [--restart-gap-ms MS]
-                 [--servers serve,framework] [--goaway-limit-ms MS] [--log-dir DIR]
+                 [--cells LB:CLIENT:LOAD,..] [--servers serve,framework]
+                 [--goaway-limit-ms MS] [--log-dir DIR]
 EOF2
 }
 
@@ -53,6 +55,7 @@ RESTARTS=2
 LBS=haproxy-http,haproxy-tcp,nginx
 CLIENTS=h1,h2,grpc
 LOADS=mixed,fast
+CELLS=""           # LB:CLIENT:LOAD,..; default: every --lb x --client x --load
 PROFILE=release
 EXTRA=()
 LOG_DIR=""
@@ -64,6 +67,7 @@ while (($#)); do
     --lb) LBS=$2; shift 2 ;;
     --client) CLIENTS=$2; shift 2 ;;
     --load) LOADS=$2; shift 2 ;;
+    --cells) CELLS=$2; shift 2 ;;
     --profile) PROFILE=$2; shift 2 ;;
     --restart-gap-ms) EXTRA+=(--restart-gap-ms "$2"); shift 2 ;;
     --goaway-limit-ms) GOAWAY_LIMIT_MS=$2; shift 2 ;;
@@ -77,8 +81,21 @@ done
 IFS=, read -r -a LB_LIST <<< "$LBS"
 IFS=, read -r -a CLIENT_LIST <<< "$CLIENTS"
 IFS=, read -r -a LOAD_LIST <<< "$LOADS"
-for lb in "${LB_LIST[@]}"; do
-  case "$lb" in haproxy-http|haproxy-tcp|nginx) ;; *) echo "unknown --lb $lb" >&2; exit 2 ;; esac
+CELL_LIST=()
+if [[ -n "$CELLS" ]]; then
+  IFS=, read -r -a CELL_LIST <<< "$CELLS"
+else
+  for lb in "${LB_LIST[@]}"; do
+    for client in "${CLIENT_LIST[@]}"; do
+      for load in "${LOAD_LIST[@]}"; do CELL_LIST+=("$lb:$client:$load"); done
+    done
+  done
+fi
+for c in "${CELL_LIST[@]}"; do
+  IFS=: read -r lb client load <<< "$c"
+  case "$lb" in haproxy-http|haproxy-tcp|nginx) ;; *) echo "unknown load balancer $lb in $c" >&2; exit 2 ;; esac
+  case "$client" in h1|h2|grpc) ;; *) echo "unknown client $client in $c" >&2; exit 2 ;; esac
+  case "$load" in mixed|fast) ;; *) echo "unknown load $load in $c" >&2; exit 2 ;; esac
 done
 [[ "$GOAWAY_LIMIT_MS" =~ ^[0-9]+$ ]] || { echo "--goaway-limit-ms takes whole milliseconds" >&2; exit 2; }
 IFS=, read -r -a DRAINED_LIST <<< "$DRAINED"
@@ -141,72 +158,69 @@ GOAWAY_ROWS=()
 status=0
 miss() { ((status == 2)) || status=1; }
 started=$SECONDS
-for lb in "${LB_LIST[@]}"; do
-  for client in "${CLIENT_LIST[@]}"; do
-    for load in "${LOAD_LIST[@]}"; do
-      cell="$lb $client $load"
-      log=$LOG_DIR/$lb-$client-$load.log
-      echo "==> [$((SECONDS - started))s] $cell: $RESTARTS restarts (log: $log)"
-      before=$(wc -l < "$RESULTS")
-      # shellcheck disable=SC2046 # lb_args is a list of words
-      bash "$ROOT/scripts/rolling-restart.sh" --mode "$MODES" --restarts "$RESTARTS" --profile "$PROFILE" \
-        $(lb_args "$lb") --client "$client" --load "$load" --result-file "$RESULTS" "${EXTRA[@]}" \
-        > "$log" 2>&1 &
-      CHILD=$!
-      code=0; wait "$CHILD" || code=$?
-      CHILD=""
-      lines=$(tail -n +"$((before + 1))" "$RESULTS")
-      declare -A line=()
-      missing=""
-      for s in "${SERVERS[@]}"; do
-        line[$s]=$(grep "^$s " <<< "$lines" || true)
-        [[ -n "${line[$s]}" ]] || missing+=" $s"
-      done
-      if [[ -n "$missing" ]] || ((code > 1)); then
-        echo "    cell failed to run (exit $code${missing:+, no result for$missing}); last lines of its log:" >&2
-        tail -n 15 "$log" | sed 's/^/    /' >&2
-        ROWS+=("| $lb | $client | $load | not run | not run | not run | | exit $code, see $log | |")
-        status=2
-        continue
-      fi
-      p_lost=$(field lost "${line[naive-graceful]}")
-      verdict=""
-      for s in serve framework; do
-        ran "$s" || continue
-        lost=$(field lost "${line[$s]}")
-        if ((lost > p_lost || (p_lost == 0 && lost > 0))); then verdict+=", **$s missed**"; miss; fi
-        # A drained server must also exit 0.
-        bad=$(field bad_exits "${line[$s]}")
-        if ((${bad:-0} > 0)); then verdict+=", **$s: $bad restarts exited non-zero**"; miss; fi
-      done
-      cells=() rates=() fails=()
-      for s in serve framework naive-graceful; do
-        if ! ran "$s"; then cells+=("not run"); rates+=("-"); continue; fi
-        cells+=("$(field lost "${line[$s]}") / $(field sent "${line[$s]}")")
-        rates+=("$(field rate "${line[$s]}")")
-        f=$(failures "${line[$s]}")
-        [[ "$f" == none ]] || fails+=("${s/naive-graceful/plain}: $f")
-      done
-      if [[ "$client" != h1 ]]; then
-        check=""
-        if [[ "$lb" == haproxy-tcp ]] && ((GOAWAY_LIMIT_MS > 0)) && ran serve; then
-          told=$(field goaway_told "${line[serve]}")
-          median=$(field goaway_median_ms "${line[serve]}")
-          if [[ -z "$told" || "$told" == 0 ]] || ! awk -v m="$median" -v l="$GOAWAY_LIMIT_MS" 'BEGIN { exit !(m < l) }'; then
-            check="**serve's median not below $GOAWAY_LIMIT_MS ms**"; verdict+=", **serve told late**"; miss
-          else
-            check="ok (< $GOAWAY_LIMIT_MS ms)"
-          fi
-        fi
-        GOAWAY_ROWS+=("| $lb | $client | $load | $(goaway "${line[serve]:-}") | $(goaway "${line[framework]:-}") | $(goaway "${line[naive-graceful]}") | $check |")
-      fi
-      verdict=${verdict#, }
-      fail_text=$(IFS=';'; echo "${fails[*]:-}" | sed 's/;/; /g')
-      echo "    serve ${cells[0]}, framework ${cells[1]}, plain ${cells[2]}: ${verdict:-ok}"
-      ROWS+=("| $lb | $client | $load | ${cells[0]} | ${cells[1]} | ${cells[2]} | ${rates[0]} / ${rates[1]} / ${rates[2]} | ${verdict:-ok} | $fail_text |")
-      unset line
-    done
+for c in "${CELL_LIST[@]}"; do
+  IFS=: read -r lb client load <<< "$c"
+  cell="$lb $client $load"
+  log=$LOG_DIR/$lb-$client-$load.log
+  echo "==> [$((SECONDS - started))s] $cell: $RESTARTS restarts (log: $log)"
+  before=$(wc -l < "$RESULTS")
+  # shellcheck disable=SC2046 # lb_args is a list of words
+  bash "$ROOT/scripts/rolling-restart.sh" --mode "$MODES" --restarts "$RESTARTS" --profile "$PROFILE" \
+    $(lb_args "$lb") --client "$client" --load "$load" --result-file "$RESULTS" "${EXTRA[@]}" \
+    > "$log" 2>&1 &
+  CHILD=$!
+  code=0; wait "$CHILD" || code=$?
+  CHILD=""
+  lines=$(tail -n +"$((before + 1))" "$RESULTS")
+  declare -A line=()
+  missing=""
+  for s in "${SERVERS[@]}"; do
+    line[$s]=$(grep "^$s " <<< "$lines" || true)
+    [[ -n "${line[$s]}" ]] || missing+=" $s"
   done
+  if [[ -n "$missing" ]] || ((code > 1)); then
+    echo "    cell failed to run (exit $code${missing:+, no result for$missing}); last lines of its log:" >&2
+    tail -n 15 "$log" | sed 's/^/    /' >&2
+    ROWS+=("| $lb | $client | $load | not run | not run | not run | | exit $code, see $log | |")
+    status=2
+    continue
+  fi
+  p_lost=$(field lost "${line[naive-graceful]}")
+  verdict=""
+  for s in serve framework; do
+    ran "$s" || continue
+    lost=$(field lost "${line[$s]}")
+    if ((lost > p_lost || (p_lost == 0 && lost > 0))); then verdict+=", **$s missed**"; miss; fi
+    # A drained server must also exit 0.
+    bad=$(field bad_exits "${line[$s]}")
+    if ((${bad:-0} > 0)); then verdict+=", **$s: $bad restarts exited non-zero**"; miss; fi
+  done
+  cells=() rates=() fails=()
+  for s in serve framework naive-graceful; do
+    if ! ran "$s"; then cells+=("not run"); rates+=("-"); continue; fi
+    cells+=("$(field lost "${line[$s]}") / $(field sent "${line[$s]}")")
+    rates+=("$(field rate "${line[$s]}")")
+    f=$(failures "${line[$s]}")
+    [[ "$f" == none ]] || fails+=("${s/naive-graceful/plain}: $f")
+  done
+  if [[ "$client" != h1 ]]; then
+    check=""
+    if [[ "$lb" == haproxy-tcp ]] && ((GOAWAY_LIMIT_MS > 0)) && ran serve; then
+      told=$(field goaway_told "${line[serve]}")
+      median=$(field goaway_median_ms "${line[serve]}")
+      if [[ -z "$told" || "$told" == 0 ]] || ! awk -v m="$median" -v l="$GOAWAY_LIMIT_MS" 'BEGIN { exit !(m < l) }'; then
+        check="**serve's median not below $GOAWAY_LIMIT_MS ms**"; verdict+=", **serve told late**"; miss
+      else
+        check="ok (< $GOAWAY_LIMIT_MS ms)"
+      fi
+    fi
+    GOAWAY_ROWS+=("| $lb | $client | $load | $(goaway "${line[serve]:-}") | $(goaway "${line[framework]:-}") | $(goaway "${line[naive-graceful]}") | $check |")
+  fi
+  verdict=${verdict#, }
+  fail_text=$(IFS=';'; echo "${fails[*]:-}" | sed 's/;/; /g')
+  echo "    serve ${cells[0]}, framework ${cells[1]}, plain ${cells[2]}: ${verdict:-ok}"
+  ROWS+=("| $lb | $client | $load | ${cells[0]} | ${cells[1]} | ${cells[2]} | ${rates[0]} / ${rates[1]} / ${rates[2]} | ${verdict:-ok} | $fail_text |")
+  unset line
 done
 
 echo
