@@ -32,9 +32,6 @@ pin_project! {
 }
 
 pin_project! {
-    // `repr(u8)`: a tag of its own, rather than one folded into spare values of the inner
-    // future's bytes. The pass-through path stores the tag as a constant, so the compiler knows
-    // which variant it polls next; a tag folded into the inner response is unknown to it.
     #[project = KindProj]
     enum Kind<S, B>
     where
@@ -152,7 +149,11 @@ where
             else {
                 unreachable!("poll_cold leaves the future on the pass-through path");
             };
-            if *http1 && guard.as_ref().is_some_and(|g| !g.shared().is_ready()) {
+            // Readiness first, and `&`, not `&&`: one branch fewer on the pass-through path.
+            if guard
+                .as_ref()
+                .is_some_and(|g| !g.shared().is_ready() & *http1)
+            {
                 break 'cold ready!(poll_closing(self, cx));
             }
             let result = ready!(future.poll(cx));
