@@ -89,8 +89,23 @@ where
             }
         }
     }
-    // The drain has begun: stop accepting. Each connection says goodbye by itself.
+    // The drain has begun: stop accepting. Connections already in the listen backlog were sent
+    // before the load balancer knew; closing the listener would make the kernel reset them,
+    // so they are taken and served (each told to leave at once).
+    while let Ok(Ok((stream, peer))) = tokio::time::timeout(Duration::ZERO, listener.accept()).await
+    {
+        let connection = Connection::new(
+            stream,
+            peer,
+            tracker.clone(),
+            service.clone(),
+            Arc::clone(&builders),
+            Arc::clone(&options),
+        );
+        connections.spawn(connection.run());
+    }
     drop(listener);
+    // Each connection says goodbye by itself.
     while connections.join_next().await.is_some() {}
     Ok(())
 }

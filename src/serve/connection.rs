@@ -16,6 +16,7 @@ use tower_service::Service;
 
 use super::accept::Builders;
 use super::leave::Leave;
+use super::linger::{linger, Lingering};
 use super::protocol::{detect, Protocol};
 use super::{BoxError, Options};
 use crate::tracker::connections::ConnectionGuard;
@@ -83,11 +84,15 @@ where
         let guard = tracker.shared.connections.open(Some(peer));
         let accepted_announced = !tracker.is_ready();
         let _ = stream.set_nodelay(true);
-        // A client that says nothing within the header timeout, or before the drain begins,
-        // is closed: it was never served, and has no request to lose.
+        // A client that says nothing within the header timeout is closed: it was never served.
+        // Once the drain has begun it gets `LATE_FIRST_REQUEST` more at most: its first bytes
+        // may be on the wire, and closing now would answer them with a reset.
         let detected = tokio::select! {
             detected = tokio::time::timeout(options.header_read_timeout, detect(&stream)) => detected,
-            () = tracker.draining() => Ok(Ok(None)),
+            () = async {
+                tracker.draining().await;
+                tokio::time::sleep(LATE_FIRST_REQUEST).await;
+            } => Ok(Ok(None)),
         };
         let protocol = match detected {
             Ok(Ok(Some(protocol))) => protocol,
@@ -109,15 +114,19 @@ where
             Protocol::Http2 => &builders.http2,
         };
         let service = TowerToHyperService::new(Leave::new(service, Arc::clone(&state)));
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        tokio::pin!(connection);
+        let (io, returned) = Lingering::new(stream);
+        // Boxed, so that it can be dropped (giving the socket back) before the task lingers.
+        let mut connection =
+            Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
 
         let age = options.max_connection_age.map(jittered);
         let mut age_timer = std::pin::pin!(sleep_or_never(age));
         let mut grace_timer = std::pin::pin!(sleep_or_never(None));
+        let mut late_timer = std::pin::pin!(sleep_or_never(None));
         let mut announced = std::pin::pin!(tracker.announced());
         let mut draining = std::pin::pin!(tracker.draining());
         let (mut saw_announce, mut saw_drain, mut aged, mut told) = (false, false, false, false);
+        let mut late = false;
         // An HTTP/2 connection accepted during the notice is told to leave after its first
         // request; one accepted before, at the announce.
         let mut wait_first_request = accepted_announced;
@@ -125,19 +134,27 @@ where
         loop {
             tokio::select! {
                 biased;
-                _ = connection.as_mut() => {
-                    // Closed by either side, or failed: it ended by itself.
-                    state.guard.finished();
-                    return;
-                }
+                // Closed by either side, or failed: it ended by itself.
+                _ = connection.as_mut() => break,
                 () = &mut draining, if !saw_drain => {
                     saw_drain = true;
-                    // HTTP/1.x: idle connections close, busy ones after their response.
-                    // HTTP/2: GOAWAY, unless already sent.
-                    if !told || protocol == Protocol::Http1 {
+                    if protocol == Protocol::Http1 && !state.had_request.load(Ordering::Relaxed) {
+                        // No request yet, but the first may be on the wire: hyper would close
+                        // the connection unread. Serve it (its response carries `Connection:
+                        // close`), and close only if none comes soon.
+                        late_timer.set(sleep_or_never(Some(LATE_FIRST_REQUEST)));
+                    } else if !told || protocol == Protocol::Http1 {
+                        // HTTP/1.x: idle connections close, busy ones after their response.
+                        // HTTP/2: GOAWAY, unless already sent.
                         connection.as_mut().graceful_shutdown();
                         told = true;
                         state.guard.told_to_leave();
+                    }
+                }
+                () = &mut late_timer, if !late => {
+                    late = true;
+                    if !state.had_request.load(Ordering::Relaxed) {
+                        connection.as_mut().graceful_shutdown();
                     }
                 }
                 () = &mut announced, if !saw_announce => {
@@ -169,15 +186,23 @@ where
                         grace_timer.set(sleep_or_never(Some(grace)));
                     }
                 }
-                () = &mut grace_timer => {
-                    // Past its age and its grace: closed with whatever is still in flight.
-                    state.guard.finished();
-                    return;
-                }
+                // Past its age and its grace: closed with whatever is still in flight.
+                () = &mut grace_timer => break,
             }
+        }
+        // The connection counts as closed from here; hyper gives the socket back when dropped.
+        state.guard.finished();
+        drop(connection);
+        drop(state);
+        if let Ok(stream) = returned.await {
+            linger(stream).await;
         }
     }
 }
+
+/// How long, once the drain has begun, a connection that has not sent a request yet is given
+/// for its first one (a request already on the wire), before it is closed.
+const LATE_FIRST_REQUEST: Duration = Duration::from_secs(1);
 
 /// `age`, give or take 10 % at random (gRFC A9), so that connections opened together do not
 /// all leave at once.

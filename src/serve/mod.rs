@@ -72,6 +72,7 @@ use crate::DrainLayer;
 mod accept;
 mod connection;
 mod leave;
+mod linger;
 mod protocol;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
