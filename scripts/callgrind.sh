@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Instructions per request, counted by callgrind: repeatable where wall-clock benchmarks on a
 # shared machine are not. For each path of examples/bench_requests.rs, runs SMALL and LARGE
-# requests and reports (Ir(LARGE) - Ir(SMALL)) / (LARGE - SMALL), which cancels start-up.
+# requests and reports (Ir(LARGE) - Ir(SMALL)) / (LARGE - SMALL), which cancels start-up,
+# then what each path adds over `bare` and, when both ran, drain's addition over
+# concurrency_limit's (issue 9's target: at most 0.6). docs/performance.md reads the output.
 #
 #   bash scripts/callgrind.sh                    # every path
 #   bash scripts/callgrind.sh bare drain         # some paths
@@ -32,11 +34,18 @@ instructions() {
 
 printf '%-18s %14s %14s\n' path 'Ir/request' 'vs bare'
 bare=
+declare -A added
 for path in bare "${paths[@]}"; do
   [[ $path == bare && -n $bare ]] && continue
   small=$(instructions "$path" "$SMALL")
   large=$(instructions "$path" "$LARGE")
   per=$(((large - small) / (LARGE - SMALL)))
   [[ -n $bare ]] || bare=$per
+  added[$path]=$((per - bare))
   printf '%-18s %14d %+14d\n' "$path" "$per" "$((per - bare))"
 done
+# The layer's own cost next to tower's semaphore-based limit, measured in this same run.
+if [[ -n ${added[drain]:-} && -n ${added[concurrency_limit]:-} && ${added[concurrency_limit]} -gt 0 ]]; then
+  awk -v d="${added[drain]}" -v c="${added[concurrency_limit]}" \
+    'BEGIN { printf "drain / concurrency_limit (added Ir): %.2f\n", d / c }'
+fi

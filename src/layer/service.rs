@@ -110,9 +110,9 @@ where
     #[inline]
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         // The pass-through path is small, inlines into the server and moves the request once,
-        // into the inner call. Whatever else happens leaves this function with one boxed
-        // pointer, so that the future is built here either way and the compiler, polling it
-        // next, can tell the pass-through future from the others without reading memory.
+        // into the inner call. Every other path leaves this function with one boxed pointer
+        // (the cold state), so the future is built here by a few stores either way, not copied
+        // out of a callee's return slot.
         let guard = if !self.slow && self.inner_ready {
             match self.config.tracker.shared.admit(Admit::Request) {
                 Some(guard) => Some(guard),
