@@ -17,7 +17,8 @@
 //!   (tower-http's `InFlightRequestsLayer`).
 //! * `contended`: the same four, with [`TASKS`] tasks on a [`WORKERS`]-thread tokio runtime
 //!   hammering clones of one shared layered service. Time per request = wall time / requests.
-//! * `rejection`: `drain` refusing requests (token cancelled), next to `drain` admitting them.
+//! * `rejection`: `drain` refusing requests (token cancelled, admission closed), next to `drain`
+//!   admitting them.
 //! * `drained_wake`: from the moment the last guard is dropped on one thread to the task
 //!   waiting in `drained()` running on a runtime worker. `tokio_notify` (`Notify::notify_waiters`,
 //!   which `drained()` uses) and `tokio_oneshot` are the same hand-off through tokio's own
@@ -189,7 +190,10 @@ fn rejection(c: &mut Criterion) {
         b.iter(|| serve_one(&mut admitted, &mut cx))
     });
     let (token, draining) = drain_layer();
+    // Admission closed: the server has gone, every request is refused (during the handoff
+    // grace that follows the cancel, requests are still admitted).
     token.cancel();
+    draining.tracker().close();
     let mut refused = draining.layer(Hello);
     group.bench_function("drain_refused", |b| {
         b.iter(|| serve_one(&mut refused, &mut cx))
@@ -270,6 +274,9 @@ fn drained_wake(c: &mut Criterion) {
                 let tracker = drain.tracker();
                 let guard = tracker.guard().expect("not draining yet");
                 token.cancel();
+                // Admission closed (the server has gone): only the guard holds `drained()`,
+                // which would otherwise wait for the handoff grace too.
+                tracker.close();
                 (async move { tracker.drained().await }, move || drop(guard))
             })
         })

@@ -133,8 +133,7 @@ where
         // block's value, and the pass-through response is never lent to a call: the compiler
         // then moves it once, from the inner future into the caller's response. (Measured:
         // returning the cold results from where they are produced instead costs about 30
-        // instructions per request.) No loop: the compiler follows the pass-through future
-        // from `call` into this function along straight-line code.
+        // instructions per request.)
         let cold: Result<Response<ResponseBody<ResBody>>, S::Error> = 'cold: {
             if let KindProj::Cold { .. } = self.as_mut().project().kind.project() {
                 if let Some(early) = ready!(poll_cold(self.as_mut(), cx)) {
