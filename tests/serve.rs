@@ -72,7 +72,10 @@ async fn http2_connection_is_told_to_leave_at_the_announce_and_its_stream_in_fli
     read_body(ok(&mut client, "/").await.into_body()).await;
     let mut slow = client.h2_clone();
     let in_flight = tokio::spawn(async move { slow.get("/slow?ms=300").await });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    support::eventually("the slow stream to be in flight", || {
+        server.tracker.in_flight() == 1
+    })
+    .await;
 
     let announced = Instant::now();
     server.tracker.announce_shutdown();
@@ -156,7 +159,10 @@ async fn drain_stops_accepting_closes_idle_connections_and_completes_when_all_ar
     read_body(ok(&mut idle, "/").await.into_body()).await;
     let mut busy = Client::connect(server.addr, Proto::Http2).await;
     let in_flight = tokio::spawn(async move { busy.get("/slow?ms=300").await });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    support::eventually("the slow stream to be in flight", || {
+        server.tracker.in_flight() == 1
+    })
+    .await;
 
     server.token.cancel();
     support::eventually("the idle connection to close", || idle.is_closed()).await;

@@ -69,15 +69,7 @@ where
                 () = &mut draining => break,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
-                        let connection = Connection::new(
-                            stream,
-                            peer,
-                            tracker.clone(),
-                            service.clone(),
-                            Arc::clone(&builders),
-                            Arc::clone(&options),
-                        );
-                        connections.spawn(connection.run());
+                        spawn(&mut connections, stream, peer, &tracker, &service, &builders, &options)
                     }
                     // Out of file descriptors and the like: the listener itself is fine.
                     // Wait instead of spinning, and go on.
@@ -94,18 +86,46 @@ where
     // so they are taken and served (each told to leave at once).
     while let Ok(Ok((stream, peer))) = tokio::time::timeout(Duration::ZERO, listener.accept()).await
     {
-        let connection = Connection::new(
+        spawn(
+            &mut connections,
             stream,
             peer,
-            tracker.clone(),
-            service.clone(),
-            Arc::clone(&builders),
-            Arc::clone(&options),
+            &tracker,
+            &service,
+            &builders,
+            &options,
         );
-        connections.spawn(connection.run());
     }
     drop(listener);
     // Each connection says goodbye by itself.
     while connections.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Serves one accepted connection in its own task.
+fn spawn<S, B>(
+    connections: &mut JoinSet<()>,
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    tracker: &ConnectionTracker,
+    service: &S,
+    builders: &Arc<Builders>,
+    options: &Arc<Options>,
+) where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let connection = Connection::new(
+        stream,
+        peer,
+        tracker.clone(),
+        service.clone(),
+        Arc::clone(builders),
+        Arc::clone(options),
+    );
+    connections.spawn(connection.run());
 }
