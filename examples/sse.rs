@@ -6,9 +6,9 @@
 //! ```
 //!
 //! A long stream never ends on its own, so a drain would wait for it until the deadline
-//! (axum #2673). Here the layer is built with `with_drain_signal()`, which puts a
-//! `DrainSignal` into every admitted request; the handler extracts it with
-//! `Extension<DrainSignal>` and, once draining starts, sends a last `bye` event and ends the
+//! (axum #2673). Here the layer is built with `with_drain_watch()`, which puts a
+//! `DrainWatch` into every admitted request; the handler extracts it with
+//! `Extension<DrainWatch>` and, once draining starts, sends a last `bye` event and ends the
 //! stream. The client sees a clean end (and reconnects elsewhere, as `EventSource` does); the
 //! drain finishes at once instead of at its deadline.
 //!
@@ -28,7 +28,7 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use futures_util::stream::{self, Stream};
 use tokio_util::sync::CancellationToken;
-use tower_drain::{DrainLayer, DrainSignal, Shutdown};
+use tower_drain::{DrainLayer, DrainWatch, Shutdown};
 
 /// Where the stream is: ticking, or past its last event.
 enum State {
@@ -38,10 +38,10 @@ enum State {
 
 /// One event a second, until the drain starts; then `bye`, and the end of the stream.
 async fn events(
-    Extension(signal): Extension<DrainSignal>,
+    Extension(watch): Extension<DrainWatch>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let stream = stream::unfold(State::Ticking(0), move |state| {
-        let signal = signal.clone();
+        let watch = watch.clone();
         async move {
             match state {
                 State::Ticking(n) => {
@@ -55,7 +55,7 @@ async fn events(
                             let event = Event::default().event("tick").data(n.to_string());
                             Some((Ok(event), State::Ticking(n + 1)))
                         }
-                        () = signal.draining() => {
+                        () = watch.draining() => {
                             let event = Event::default()
                                 .event("bye")
                                 .data("server shutting down, reconnect");
@@ -89,7 +89,7 @@ async fn serve(settings: env::Settings) -> Result<ExitCode, String> {
     let drain = DrainLayer::new(CancellationToken::new())
         .readiness_path("/readyz")
         .liveness_path("/livez")
-        .with_drain_signal();
+        .with_drain_watch();
     let mut shutdown = Shutdown::builder(&drain)
         .signals() // SIGTERM and SIGINT start the shutdown; a second one forces the exit
         .notice_period(notice)

@@ -13,7 +13,7 @@
 //!   admission has closed and nothing is in flight: event driven, no polling, no lost wake-up.
 //! * [`ReadinessService`] (or [`DrainLayer::readiness_path`]): a readiness probe that fails the
 //!   moment shutdown begins, before anything is refused.
-//! * [`DrainSignal`]: lets long streams (SSE, WebSockets) notice the drain and end themselves.
+//! * [`DrainWatch`]: lets long streams (SSE, WebSockets) notice the drain and end themselves.
 //! * `serve` (feature `serve`): a connection-owning server that keeps accepting through the
 //!   notice period while telling every connection to leave (HTTP/2 `GOAWAY`, HTTP/1.1
 //!   `Connection: close`), so that clients pinned to this instance move before the drain.
@@ -138,7 +138,7 @@ pub use shutdown::{Shutdown, ShutdownReport};
 pub use tracker::connections::{ConnectionCounts, LastRequest, OpenConnection};
 pub use tracker::drain_timeout::DrainTimeout;
 pub use tracker::guard::InFlightGuard;
-pub use tracker::signal::DrainSignal;
+pub use tracker::watch::DrainWatch;
 pub use tracker::ConnectionTracker;
 
 /// Re-exported from tokio-util: the token a [`DrainLayer`] drains on.

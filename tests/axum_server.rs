@@ -1,7 +1,7 @@
 //! An axum `Router` behind `DrainLayer`, served by `axum::serve(..).with_graceful_shutdown(..)`,
 //! driven by real hyper clients over TCP (HTTP/1.1 and HTTP/2 prior knowledge): refusals,
 //! the notice period, streaming, panics, readiness and liveness probes, exempt paths, and
-//! `DrainSignal` in handlers.
+//! `DrainWatch` in handlers.
 
 #[macro_use]
 mod support;
@@ -19,7 +19,7 @@ use http::{Method, StatusCode};
 use support::*;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tower_drain::{ConnectionTracker, DrainLayer, DrainSignal};
+use tower_drain::{ConnectionTracker, DrainLayer, DrainWatch};
 
 enum Event {
     Slow(oneshot::Sender<()>),
@@ -74,20 +74,20 @@ async fn panics(State(app): State<App>) -> &'static str {
 }
 
 /// Reports what the handler sees of the drain.
-async fn signal_state(Extension(signal): Extension<DrainSignal>) -> String {
-    format!("draining={}", signal.is_draining())
+async fn watch_state(Extension(watch): Extension<DrainWatch>) -> String {
+    format!("draining={}", watch.is_draining())
 }
 
 /// An SSE-like endpoint: one event every 5 ms until the drain starts, then a last event and
 /// the end of the stream.
-async fn ticker(Extension(signal): Extension<DrainSignal>) -> Body {
+async fn ticker(Extension(watch): Extension<DrainWatch>) -> Body {
     let (mut tx, body) = channel_body();
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(Duration::from_millis(5));
         loop {
             tokio::select! {
                 biased;
-                () = signal.draining() => {
+                () = watch.draining() => {
                     let _ = tx.send_data(Bytes::from("event: bye\n\n")).await;
                     break;
                 }
@@ -127,7 +127,7 @@ fn handoff_layer(grace: Duration) -> DrainLayer {
         .readiness_path("/readyz")
         .liveness_path("/livez")
         .exempt_path("/metrics")
-        .with_drain_signal()
+        .with_drain_watch()
 }
 
 impl Harness {
@@ -150,7 +150,7 @@ impl Harness {
             .route("/stream", get(stream))
             .route("/metrics", get(metrics))
             .route("/panic", get(panics))
-            .route("/signal", get(signal_state))
+            .route("/watch", get(watch_state))
             .route("/ticker", get(ticker))
             .with_state(app)
             .layer(drain.clone())
@@ -511,22 +511,22 @@ async fn exempt_path_is_served_while_draining_and_not_counted(proto: Proto) {
 }
 
 // ---------------------------------------------------------------------------------------
-// DrainSignal in handlers
+// DrainWatch in handlers
 
-async fn handler_extracts_the_drain_signal_from_extensions(proto: Proto) {
+async fn handler_extracts_the_drain_watch_from_extensions(proto: Proto) {
     let h = Harness::start().await;
     let mut client = h.client(proto).await;
-    let response = client.get("/signal").await;
+    let response = client.get("/watch").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(read_body(response.into_body()).await, "draining=false");
     h.server.stop().await;
 }
 
-async fn handler_admitted_during_the_handoff_sees_draining_in_its_drain_signal(proto: Proto) {
+async fn handler_admitted_during_the_handoff_sees_draining_in_its_drain_watch(proto: Proto) {
     let h = Harness::start_with(handoff_layer(WAIT), None).await;
     let mut client = h.client(proto).await;
     h.token.cancel();
-    let response = client.get("/signal").await;
+    let response = client.get("/watch").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(read_body(response.into_body()).await, "draining=true");
     h.server.stop().await;
@@ -562,12 +562,12 @@ async fn streaming_handler_ends_its_stream_when_the_drain_starts(proto: Proto) {
 }
 
 #[tokio::test]
-async fn drain_signal_extension_requires_with_drain_signal() {
+async fn drain_watch_extension_requires_with_drain_watch() {
     // Off by default (it allocates per request): the extractor then fails with a 500.
     let h = Harness::start_with(DrainLayer::new(CancellationToken::new()), None).await;
     let mut client = h.client(Proto::Http1).await;
     assert_eq!(
-        status(&mut client, Method::GET, "/signal").await,
+        status(&mut client, Method::GET, "/watch").await,
         StatusCode::INTERNAL_SERVER_ERROR
     );
     h.server.stop().await;
@@ -593,7 +593,7 @@ both_protocols!(
     probe_requests_are_never_counted,
     liveness_path_stays_200_while_draining,
     exempt_path_is_served_while_draining_and_not_counted,
-    handler_extracts_the_drain_signal_from_extensions,
-    handler_admitted_during_the_handoff_sees_draining_in_its_drain_signal,
+    handler_extracts_the_drain_watch_from_extensions,
+    handler_admitted_during_the_handoff_sees_draining_in_its_drain_watch,
     streaming_handler_ends_its_stream_when_the_drain_starts,
 );

@@ -20,7 +20,7 @@ use http_body_util::BodyExt;
 use http_body_util::Empty;
 use tokio_util::sync::CancellationToken;
 use tower::{Layer, Service, ServiceExt};
-use tower_drain::{DrainLayer, DrainSignal};
+use tower_drain::{DrainLayer, DrainWatch};
 use tower_test::mock;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -83,11 +83,11 @@ impl Body for TestBody {
 type Respond = dyn Fn(&Request<Empty<Bytes>>) -> Result<Response<TestBody>, BoxError> + Send + Sync;
 
 /// An always-ready inner service that counts its calls, remembers the last request's
-/// `DrainSignal` extension, and answers with `respond`.
+/// `DrainWatch` extension, and answers with `respond`.
 #[derive(Clone)]
 struct Inner {
     calls: Arc<AtomicUsize>,
-    signal: Arc<Mutex<Option<DrainSignal>>>,
+    signal: Arc<Mutex<Option<DrainWatch>>>,
     respond: Arc<Respond>,
 }
 
@@ -125,7 +125,7 @@ impl Service<Request<Empty<Bytes>>> for Inner {
 
     fn call(&mut self, request: Request<Empty<Bytes>>) -> Self::Future {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        *self.signal.lock().unwrap() = request.extensions().get::<DrainSignal>().cloned();
+        *self.signal.lock().unwrap() = request.extensions().get::<DrainWatch>().cloned();
         ready((self.respond)(&request))
     }
 }
@@ -944,20 +944,20 @@ async fn exempt_path_is_served_while_draining_and_not_counted() {
 }
 
 // ---------------------------------------------------------------------------------------
-// DrainSignal extension
+// DrainWatch extension
 
 #[tokio::test]
-async fn with_drain_signal_puts_a_signal_in_request_extensions() {
+async fn with_drain_watch_puts_a_watch_in_request_extensions() {
     let (token, layer) = layer();
     let inner = Inner::ok();
-    let mut service = layer.with_drain_signal().layer(inner.clone());
+    let mut service = layer.with_drain_watch().layer(inner.clone());
     service.call(get("/")).await.unwrap();
     let signal = inner
         .signal
         .lock()
         .unwrap()
         .take()
-        .expect("no DrainSignal extension");
+        .expect("no DrainWatch extension");
     assert!(!signal.is_draining());
     token.cancel();
     assert!(signal.is_draining());
@@ -967,7 +967,7 @@ async fn with_drain_signal_puts_a_signal_in_request_extensions() {
 }
 
 #[tokio::test]
-async fn drain_signal_extension_is_off_by_default() {
+async fn drain_watch_extension_is_off_by_default() {
     let (_token, layer) = layer();
     let inner = Inner::ok();
     let mut service = layer.layer(inner.clone());

@@ -174,7 +174,7 @@ fn several_waiters_all_wake_on_the_last_release() {
 fn draining_signal_wakes_when_the_token_is_cancelled() {
     loom::model(|| {
         let (token, tracker) = tracker();
-        let signal = tracker.signal();
+        let signal = tracker.watch();
         let waiter = thread::spawn(move || {
             block_on(signal.draining());
             assert!(signal.is_draining());

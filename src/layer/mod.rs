@@ -203,15 +203,15 @@ impl DrainLayer {
         self.configure(|c| c.rejection.set_message(message))
     }
 
-    /// Inserts a [`DrainSignal`](crate::DrainSignal) into the extensions of every admitted
-    /// request, so handlers can extract it (`Extension<DrainSignal>` in axum).
+    /// Inserts a [`DrainWatch`](crate::DrainWatch) into the extensions of every admitted
+    /// request, so handlers can extract it (`Extension<DrainWatch>` in axum).
     ///
     /// Off by default: inserting an extension costs up to three allocations per request (the
     /// extension map, its table, the boxed value; measured in `tests/no_alloc.rs`). Handlers
-    /// can instead get a signal from [`ConnectionTracker::signal`] through application state.
+    /// can instead get a watch from [`ConnectionTracker::watch`] through application state.
     #[must_use = "a builder method returns the configured layer"]
-    pub fn with_drain_signal(self) -> Self {
-        self.configure(|c| c.drain_signal = true)
+    pub fn with_drain_watch(self) -> Self {
+        self.configure(|c| c.drain_watch = true)
     }
 
     /// How much of a refused HTTP/1.x request's body the layer reads (and throws away) before

@@ -35,7 +35,7 @@ pub struct Drain<S> {
     /// The inner service said it was ready and has not been called since.
     inner_ready: bool,
     /// Every request takes `prepare`: the layer sorts requests by path, inserts the drain
-    /// signal, or wraps a probe. Decided once, when the layer is applied.
+    /// watch, or wraps a probe. Decided once, when the layer is applied.
     slow: bool,
     /// The inner service is a [`ReadinessService`]: its requests pass uncounted, never refused.
     probe: bool,
@@ -46,7 +46,7 @@ impl<S> Drain<S> {
         // A readiness probe wrapped by the layer (mounted before `.layer(drain)` in axum)
         // must answer, not be counted and refused like a request: recognised here, once.
         let probe = std::any::type_name::<S>() == std::any::type_name::<ReadinessService>();
-        let slow = probe || config.routes_by_path || config.drain_signal;
+        let slow = probe || config.routes_by_path || config.drain_watch;
         Self {
             inner,
             config,
@@ -144,7 +144,7 @@ enum Prepared {
 }
 
 impl<S> Drain<S> {
-    /// Every request but the plain pass-through: probes and exempt paths, the drain signal,
+    /// Every request but the plain pass-through: probes and exempt paths, the drain watch,
     /// an inner service that was not ready. Takes the request by reference, so that a request
     /// that goes on to the inner service is not moved twice.
     #[inline(never)]
@@ -167,8 +167,8 @@ impl<S> Drain<S> {
             Route::Liveness => return Prepared::Answer(liveness_response(request.method())),
             Route::Exempt => None,
         };
-        if guard.is_some() && config.drain_signal {
-            request.extensions_mut().insert(tracker.signal());
+        if guard.is_some() && config.drain_watch {
+            request.extensions_mut().insert(tracker.watch());
         }
         if std::mem::take(&mut self.inner_ready) {
             Prepared::Call(guard)

@@ -106,7 +106,7 @@ impl fmt::Debug for Drained<'_> {
 
 pin_project! {
     /// Future returned by [`ConnectionTracker::draining`](crate::ConnectionTracker::draining)
-    /// and [`DrainSignal::draining`](crate::DrainSignal::draining).
+    /// and [`DrainWatch::draining`](crate::DrainWatch::draining).
     ///
     /// Resolves once draining has started (the token was cancelled).
     #[must_use = "futures do nothing unless polled"]

@@ -1,7 +1,7 @@
 //! [`ConnectionTracker`]: the in-flight count, the drain flag and the wake-up of waiters.
 //!
 //! The tracker's parts: the guard that counts one unit of work (`guard.rs`), the futures that
-//! wait for a state (`drained.rs`), the handle handlers watch (`signal.rs`), the mirror of the
+//! wait for a state (`drained.rs`), the handle handlers watch (`watch.rs`), the mirror of the
 //! cancellation token (`token_watch.rs`), the deadline error (`drain_timeout.rs`) and the
 //! registry of the server's connections (`connections.rs`).
 
@@ -9,7 +9,7 @@ pub(crate) mod connections;
 pub(crate) mod drain_timeout;
 pub(crate) mod drained;
 pub(crate) mod guard;
-pub(crate) mod signal;
+pub(crate) mod watch;
 mod token_watch;
 
 use std::fmt;
@@ -25,7 +25,7 @@ use crate::tracker::connections::{ConnectionCounts, Connections};
 use crate::tracker::drain_timeout::DrainTimeout;
 use crate::tracker::drained::{Drained, Draining};
 use crate::tracker::guard::InFlightGuard;
-use crate::tracker::signal::DrainSignal;
+use crate::tracker::watch::DrainWatch;
 use crate::tracker::token_watch::TokenWatch;
 
 /// Bit set once the token is cancelled: the drain has begun, readiness fails, no new
@@ -113,7 +113,7 @@ pub struct ConnectionTracker {
     pub(crate) shared: Arc<Shared>,
 }
 
-/// The state every clone of a tracker, every guard and every signal points to.
+/// The state every clone of a tracker, every guard and every watch points to.
 pub(crate) struct Shared {
     /// Flag bits (`DRAINING`, `UNREADY`) plus the in-flight count in units of `ONE`.
     state: AtomicUsize,
@@ -240,9 +240,10 @@ impl ConnectionTracker {
         self.shared.admit(Admit::Work)
     }
 
-    /// A cheap handle that tells handlers when draining starts. See [`DrainSignal`].
-    pub fn signal(&self) -> DrainSignal {
-        DrainSignal {
+    /// A cheap handle that tells handlers when draining starts. See [`DrainWatch`].
+    #[must_use]
+    pub fn watch(&self) -> DrainWatch {
+        DrainWatch {
             tracker: self.clone(),
         }
     }
