@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End to end: axum bare vs axum + DrainLayer over loopback HTTP/1.1, loaded with wrk.
 #
-# Starts both variants of examples/bench_server.rs (DRAIN=0 and DRAIN=1) on 127.0.0.1, then
+# Starts both variants of harness/src/bin/bench_server.rs (DRAIN=0 and DRAIN=1) on 127.0.0.1, then
 # alternates wrk runs against `GET /` (bare, layered, bare, layered, ...) so that drift of the
 # machine (other load, thermal, frequency) hits both alike, and prints per-run figures, the
 # throughput ratio layered/bare (target >= 0.98) and the p50/p99 latencies.
@@ -30,8 +30,8 @@ PIN=${PIN:-1}
 command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
 command -v wrk >/dev/null || { echo "bench-e2e: wrk is not installed" >&2; exit 1; }
 
-cargo build --release --example bench_server
-SERVER=target/release/examples/bench_server
+cargo build --release -p tower-drain-harness --bin bench_server
+SERVER=target/release/bench_server
 
 server_pin=()
 client_pin=()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Instructions per request, counted by callgrind: repeatable where wall-clock benchmarks on a
-# shared machine are not. For each path of examples/bench_requests.rs, runs SMALL and LARGE
+# shared machine are not. For each path of benches/instructions.rs, runs SMALL and LARGE
 # requests and reports (Ir(LARGE) - Ir(SMALL)) / (LARGE - SMALL), which cancels start-up,
 # then what each path adds over `bare` and, when both ran, drain's addition over
 # concurrency_limit's (issue 9's target: at most 0.6). docs/performance.md reads the output.
@@ -22,10 +22,12 @@ command -v valgrind >/dev/null || (apt-get update && apt-get install -y valgrind
 # One codegen unit: with the default 16, how the compiler splits the driver into units moves
 # every path's count (bare included) by tens of instructions from one build to the next, which
 # would swamp the differences measured here. Its own target directory keeps the normal build.
-export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
+export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 CARGO_PROFILE_BENCH_CODEGEN_UNITS=1
 TARGET_DIR=${CALLGRIND_TARGET_DIR:-target/callgrind}
-CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --example bench_requests
-BIN=$TARGET_DIR/release/examples/bench_requests
+# A bench target, built with the bench profile (release settings); cargo names the executable.
+BIN=$(CARGO_TARGET_DIR=$TARGET_DIR cargo bench --no-run --bench instructions --message-format=json |
+  grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | tail -n 1)
+[[ -x "$BIN" ]] || { echo "callgrind.sh: no benches/instructions executable" >&2; exit 1; }
 
 instructions() {
   valgrind --tool=callgrind --callgrind-out-file=/dev/null "$BIN" "$1" "$2" 2>&1 >/dev/null |

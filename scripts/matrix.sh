@@ -14,9 +14,9 @@
 # Cells: load balancers haproxy-http (HAProxy `mode http`, keep-alive; HTTP/1.1 to the axum
 # servers, `proto h2` to the gRPC servers), haproxy-tcp (HAProxy `mode tcp`) and nginx (its
 # default `proxy_next_upstream`/`grpc_next_upstream error timeout`); clients h1, h2 and grpc
-# (see examples/loadgen.rs); loads mixed and fast. The servers: examples/axum.rs (h1, h2) or
+# (see harness/src/bin/loadgen.rs); loads mixed and fast. The servers: examples/axum.rs (h1, h2) or
 # examples/tonic.rs (grpc) with SERVER=serve and with SERVER=framework, and the plain control,
-# examples/naive.rs or examples/naive_tonic.rs (the framework's own graceful shutdown alone).
+# harness/src/bin/naive.rs or naive_tonic.rs (the framework's own graceful shutdown alone).
 #
 # "lost" is what the load generator counted as failed: a non-2xx status, a connection error,
 # a truncated body or stream, a timeout, a gRPC status other than OK. Requests a client resent

@@ -7,7 +7,7 @@
 #   bash scripts/matrix.sh                                           # every cell, one table
 #
 # For each mode it starts two instances of a server on loopback, HAProxy in front of them
-# (active health checks on /readyz, keep-alive to the backends), the `loadgen` example
+# (active health checks on /readyz, keep-alive to the backends), the harness's `loadgen`
 # driving fast, slow and streaming requests through HAProxy on keep-alive connections, and
 # then restarts the instances one at a time: SIGTERM, wait for exit, start again on the same
 # port, wait until its /readyz answers 200 and HAProxy reports it UP. The load generator
@@ -20,18 +20,18 @@
 #                         every connection to leave at the start of the notice period
 #         framework       the same with SERVER=framework: the layer on axum::serve / tonic's
 #                         Server, which say goodbye to their connections at the drain only
-#         naive-graceful  examples/naive.rs, NAIVE=graceful: axum's with_graceful_shutdown alone
-#                         (examples/naive_tonic.rs: tonic's serve_with_incoming_shutdown alone)
-#         naive-abrupt    examples/naive.rs (naive_tonic.rs), NAIVE=abrupt: exits on SIGTERM at once
+#         naive-graceful  harness/src/bin/naive.rs, NAIVE=graceful: axum's with_graceful_shutdown alone
+#                         (harness/src/bin/naive_tonic.rs: tonic's serve_with_incoming_shutdown alone)
+#         naive-abrupt    harness/src/bin/naive.rs (naive_tonic.rs), NAIVE=abrupt: exits on SIGTERM at once
 #         all             drain, naive-graceful, naive-abrupt, one after the other, same settings
 #         compare         serve, framework, then naive-graceful (the control), same settings
 #         A,B,..          the modes listed, in that order (for example serve,naive-graceful)
 #
-# Clients (--client, the `loadgen` example): h1 (HTTP/1.1 keep-alive, the default), h2 (HTTP/2
+# Clients (--client, the harness's `loadgen`): h1 (HTTP/1.1 keep-alive, the default), h2 (HTTP/2
 # prior knowledge, several streams per connection, retries only what the protocol proves
 # unprocessed: REFUSED_STREAM, or above GOAWAY's last-stream-id), grpc (tonic channels, no
-# retry policy). h1 and h2 drive the axum servers (examples/axum.rs, examples/naive.rs); grpc
-# drives the gRPC servers (examples/tonic.rs, examples/naive_tonic.rs: `demo.Echo`, HTTP/2
+# retry policy). h1 and h2 drive the axum servers (examples/axum.rs, harness/src/bin/naive.rs); grpc
+# drives the gRPC servers (examples/tonic.rs, harness/src/bin/naive_tonic.rs: `demo.Echo`, HTTP/2
 # only). Loads (--load): mixed (fast, slow and streaming requests) or fast (only fast requests,
 # back to back, over 20 times the rate). HAProxy checks the gRPC servers' /readyz over HTTP/2
 # (a hand-written tcp-check, see scripts/haproxy/haproxy.cfg.in) and speaks HTTP/2 to them in
@@ -45,7 +45,7 @@
 # GOAWAY timing (h2 and grpc clients): the script writes `signal EPOCH_US` to the load
 # generator as it sends SIGTERM, and the load generator, which times every GOAWAY frame its
 # connections read, prints per restart how many connections were told to go away and how long
-# after SIGTERM (examples/support/load/goaway.rs). Behind HAProxy `mode tcp` those are the
+# after SIGTERM (harness/src/load/goaway.rs). Behind HAProxy `mode tcp` those are the
 # server's own GOAWAYs; behind HAProxy `mode http` or nginx, the balancer's.
 #
 # --lb nginx puts nginx in front instead (passive health checks only, proxy_next_upstream
@@ -208,26 +208,33 @@ else
   command -v nginx >/dev/null || { echo "nginx is not available" >&2; exit 1; }
 fi
 
-# The servers: HTTP clients drive the axum pair, gRPC clients the tonic pair.
-if [[ "$CLIENT" == grpc ]]; then DRAIN_EXAMPLE=tonic; NAIVE_EXAMPLE=naive_tonic
-else DRAIN_EXAMPLE=axum; NAIVE_EXAMPLE=naive; fi
-EXAMPLES=(--example loadgen)
+# The servers: HTTP clients drive the axum pair, gRPC clients the tonic pair. The drain servers
+# are the crate's examples; the load generator and the plain servers are harness binaries.
+if [[ "$CLIENT" == grpc ]]; then DRAIN_EXAMPLE=tonic; NAIVE_BIN=naive_tonic
+else DRAIN_EXAMPLE=axum; NAIVE_BIN=naive; fi
+EXAMPLES=()
+HARNESS=(--bin loadgen)
 for m in "${MODES[@]}"; do
   case "$m" in
     drain|serve|framework) [[ -n "${DRAIN_SERVER_BIN:-}" || " ${EXAMPLES[*]} " == *" $DRAIN_EXAMPLE "* ]] \
       || EXAMPLES+=(--example "$DRAIN_EXAMPLE") ;;
-    naive-*) [[ " ${EXAMPLES[*]} " == *" $NAIVE_EXAMPLE "* ]] || EXAMPLES+=(--example "$NAIVE_EXAMPLE") ;;
+    naive-*) [[ " ${HARNESS[*]} " == *" $NAIVE_BIN "* ]] || HARNESS+=(--bin "$NAIVE_BIN") ;;
   esac
 done
-# --all-features: examples may require optional features (axum needs `serve` once it exists),
-# and it is the feature set CI's tests build, so a dev-profile run shares their build.
-echo "==> cargo build --profile $PROFILE --all-features ${EXAMPLES[*]}"
-cargo build --profile "$PROFILE" --quiet --all-features "${EXAMPLES[@]}"
+# --all-features: the examples require optional features, and it is the feature set CI's tests
+# build, so a dev-profile run shares their build.
+if ((${#EXAMPLES[@]})); then
+  echo "==> cargo build --profile $PROFILE --all-features ${EXAMPLES[*]}"
+  cargo build --profile "$PROFILE" --quiet --all-features "${EXAMPLES[@]}"
+fi
+echo "==> cargo build --profile $PROFILE -p tower-drain-harness ${HARNESS[*]}"
+cargo build --profile "$PROFILE" --quiet -p tower-drain-harness "${HARNESS[@]}"
 # Where cargo put them (honours CARGO_TARGET_DIR and build.target-dir).
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)
 [[ -n "$TARGET_DIR" ]] || TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN_DIR=$TARGET_DIR/$PROFILE_DIR/examples
-LOADGEN=$BIN_DIR/loadgen
+EXAMPLE_DIR=$TARGET_DIR/$PROFILE_DIR/examples
+HARNESS_DIR=$TARGET_DIR/$PROFILE_DIR
+LOADGEN=$HARNESS_DIR/loadgen
 
 # --- process bookkeeping: everything started here is killed on exit ------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/rolling-restart.XXXXXX")
@@ -309,11 +316,11 @@ start_server() { # start_server NAME PORT MODE -> sets SERVER_PID[NAME]
   STARTS=$((STARTS + 1))
   log=$WORK/server-$mode-$name-$STARTS.log
   case "$mode" in
-    drain|serve|framework) bin=${DRAIN_SERVER_BIN:-$BIN_DIR/$DRAIN_EXAMPLE}; env=(NOTICE_MS="$NOTICE_MS" DRAIN_TIMEOUT_MS="$DRAIN_TIMEOUT_MS")
+    drain|serve|framework) bin=${DRAIN_SERVER_BIN:-$EXAMPLE_DIR/$DRAIN_EXAMPLE}; env=(NOTICE_MS="$NOTICE_MS" DRAIN_TIMEOUT_MS="$DRAIN_TIMEOUT_MS")
       if [[ "$mode" != drain ]]; then env+=(SERVER="$mode")
       elif [[ -n "$DRAIN_SERVER" ]]; then env+=(SERVER="$DRAIN_SERVER"); fi ;;
-    naive-graceful) bin=$BIN_DIR/$NAIVE_EXAMPLE; env=(NAIVE=graceful) ;;
-    naive-abrupt) bin=$BIN_DIR/$NAIVE_EXAMPLE; env=(NAIVE=abrupt) ;;
+    naive-graceful) bin=$HARNESS_DIR/$NAIVE_BIN; env=(NAIVE=graceful) ;;
+    naive-abrupt) bin=$HARNESS_DIR/$NAIVE_BIN; env=(NAIVE=abrupt) ;;
   esac
   env "${env[@]}" ADDR="127.0.0.1:$port" "$bin" > "$log" 2>&1 3>&- &
   SERVER_PID[$name]=$!

@@ -1,5 +1,5 @@
 //! The trivial inner service the cost measurements wrap (`benches/drain.rs`,
-//! `examples/bench_requests.rs`, `tests/no_alloc.rs`), and a waker that does nothing, so
+//! `benches/instructions.rs`, `tests/no_alloc.rs`), and a waker that does nothing, so
 //! futures can be polled by hand without a runtime.
 
 use std::convert::Infallible;

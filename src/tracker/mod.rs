@@ -9,8 +9,8 @@ pub(crate) mod connections;
 pub(crate) mod drain_timeout;
 pub(crate) mod drained;
 pub(crate) mod guard;
-pub(crate) mod watch;
 mod token_watch;
+pub(crate) mod watch;
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -25,8 +25,8 @@ use crate::tracker::connections::{ConnectionCounts, Connections};
 use crate::tracker::drain_timeout::DrainTimeout;
 use crate::tracker::drained::{Drained, Draining};
 use crate::tracker::guard::InFlightGuard;
-use crate::tracker::watch::DrainWatch;
 use crate::tracker::token_watch::TokenWatch;
+use crate::tracker::watch::DrainWatch;
 
 /// Bit set once the token is cancelled: the drain has begun, readiness fails, no new
 /// [`guard`](ConnectionTracker::guard) is given out. Never cleared.

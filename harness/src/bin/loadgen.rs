@@ -2,10 +2,10 @@
 //! **every** request and retries only what the protocol proves was never processed.
 //!
 //! ```sh
-//! cargo run --release --example loadgen -- --target 127.0.0.1:8080 --client h2 --load fast < control
+//! cargo run --release -p tower-drain-harness --bin loadgen -- --target 127.0.0.1:8080 --client h2 --load fast < control
 //! ```
 //!
-//! Clients (`--client`, one module each under `examples/support/load/`):
+//! Clients (`--client`, one module each under `harness/src/load/`):
 //!
 //! - `h1` (default): one HTTP/1.1 keep-alive connection per worker, one request at a time;
 //!   resends only a request hyper hands back unsent (the connection had already closed).
@@ -33,17 +33,11 @@
 //! sending, waits for requests in flight, prints the table and exits.
 //!
 //! With `--client h2` or `grpc`, every connection's reads are watched for the server's
-//! `GOAWAY` frames (`examples/support/load/goaway.rs`): after the table, one row per `signal`
+//! `GOAWAY` frames (`harness/src/load/goaway.rs`): after the table, one row per `signal`
 //! gives how many connections were told to go away and how long after `SIGTERM` (min, median,
 //! max), then `GOAWAY told=.. min_ms=.. median_ms=.. max_ms=.. final_median_ms=.. untold=..
 //! later=..` for all signals. The last line of output is machine-readable:
 //! `TOTAL sent=.. ok=.. non2xx=.. errors=.. unsent=.. retried=.. lost=.. secs=.. rate=..`.
-
-#[allow(dead_code)] // the gRPC servers use the other half
-#[path = "support/echo.rs"]
-mod echo;
-#[path = "support/load/mod.rs"]
-mod load;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -53,6 +47,8 @@ use tokio::io::AsyncBufReadExt;
 
 use load::stats::Stats;
 use load::{Ctx, Load};
+
+use tower_drain_harness::load;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ClientKind {

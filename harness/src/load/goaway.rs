@@ -115,7 +115,7 @@ impl Log {
             let (t, until) = (*t, signals.get(i + 1).map_or(u64::MAX, |s| s.1));
             let in_window = |at: Option<u64>| at.is_some_and(|at| at >= t && at < until);
             let open_at_t = |r: &&Record| {
-                r.opened < t && r.first.map_or(true, |a| a >= t) && r.ended.map_or(true, |a| a >= t)
+                r.opened < t && r.first.is_none_or(|a| a >= t) && r.ended.is_none_or(|a| a >= t)
             };
             let open: Vec<&Record> = records.iter().filter(open_at_t).collect();
             let mut told: Vec<u64> = open
@@ -129,7 +129,7 @@ impl Log {
             let untold = open
                 .iter()
                 .filter(|r| r.peer_closed && in_window(r.ended))
-                .filter(|r| r.first.map_or(true, |a| a >= until))
+                .filter(|r| r.first.is_none_or(|a| a >= until))
                 .count();
             let later: Vec<u64> = records
                 .iter()

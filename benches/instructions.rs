@@ -1,9 +1,10 @@
 //! Runs N requests through one path by hand, for counting instructions with callgrind
-//! (`scripts/callgrind.sh`), which is repeatable where wall-clock benchmarks are noisy.
+//! (`scripts/callgrind.sh`), which is repeatable where wall-clock benchmarks are noisy. Not a
+//! timed benchmark: it prints no time, and under `cargo bench` (which passes `--bench`) it
+//! only checks that every path serves its requests.
 //!
 //! ```sh
-//! cargo build --release --example bench_requests
-//! valgrind --tool=callgrind target/release/examples/bench_requests drain 10000
+//! bash scripts/callgrind.sh     # builds this with `cargo bench --no-run --bench instructions`
 //! ```
 //!
 //! Paths: `bare`, `drain`, `drain_refused`, `concurrency_limit`, `in_flight`. Each request is
@@ -24,7 +25,7 @@ use tower::{Layer, Service};
 use tower_drain::DrainLayer;
 use tower_http::metrics::InFlightRequestsLayer;
 
-#[path = "../benches/support/hello.rs"]
+#[path = "support/hello.rs"]
 mod hello;
 use hello::{noop_waker, Hello};
 
@@ -55,18 +56,44 @@ where
     frames
 }
 
+/// The paths, in the order `cargo bench` runs them.
+const PATHS: [&str; 5] = [
+    "bare",
+    "drain",
+    "drain_refused",
+    "concurrency_limit",
+    "in_flight",
+];
+
 fn main() -> ExitCode {
+    if std::env::args().any(|arg| arg == "--bench") {
+        // `cargo bench [-- FILTER]`: a smoke run of every path; the counting is the script's.
+        for path in PATHS {
+            if run(path, 1_000).is_none() {
+                return ExitCode::FAILURE;
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
     let mut args = std::env::args().skip(1);
     let (Some(path), Some(n)) = (args.next(), args.next().and_then(|n| n.parse::<u64>().ok()))
     else {
         eprintln!(
-            "usage: bench_requests <bare|drain|drain_refused|concurrency_limit|in_flight> <requests>"
+            "usage: instructions <bare|drain|drain_refused|concurrency_limit|in_flight> <requests>"
         );
         return ExitCode::from(2);
     };
+    match run(&path, n) {
+        Some(_) => ExitCode::SUCCESS,
+        None => ExitCode::from(2),
+    }
+}
+
+/// Serves `n` requests on `path`; `None` for an unknown path.
+fn run(path: &str, n: u64) -> Option<u64> {
     let token = CancellationToken::new();
     let drain = DrainLayer::new(token.clone());
-    let frames = match path.as_str() {
+    let frames = match path {
         "bare" => serve(&mut Hello, n),
         "drain" => serve(&mut drain.layer(Hello), n),
         "drain_refused" => {
@@ -79,9 +106,9 @@ fn main() -> ExitCode {
         "in_flight" => serve(&mut InFlightRequestsLayer::pair().0.layer(Hello), n),
         other => {
             eprintln!("unknown path {other:?}");
-            return ExitCode::from(2);
+            return None;
         }
     };
     println!("{path}: {n} requests, {frames} body frames");
-    ExitCode::SUCCESS
+    Some(frames)
 }

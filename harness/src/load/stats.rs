@@ -87,6 +87,12 @@ pub struct Stats {
     pub phases: Vec<Phase>,
 }
 
+impl Default for Stats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Stats {
     pub fn new() -> Self {
         Stats {

@@ -1,5 +1,5 @@
 //! The gRPC control of the zero-downtime proof: the `demo.Echo` service
-//! (`support/echo.rs`) on tonic's `Server` with **no** `DrainLayer`, no health service and no
+//! (`examples/support/echo.rs`) on tonic's `Server` with **no** `DrainLayer`, no health service and no
 //! notice period, shut down with tonic's own graceful shutdown alone.
 //!
 //! Same interface as the `tonic` example, so `scripts/rolling-restart.sh` can swap one for the
@@ -19,17 +19,8 @@
 //! - `abrupt`: exit at once with code 0, cutting every connection and call.
 //!
 //! ```sh
-//! NAIVE=graceful ADDR=127.0.0.1:50052 cargo run --example naive_tonic
+//! NAIVE=graceful ADDR=127.0.0.1:50052 cargo run -p tower-drain-harness --bin naive_tonic
 //! ```
-
-#[allow(dead_code)] // the load generator uses the client half
-#[path = "support/echo.rs"]
-mod echo;
-#[allow(dead_code)] // each example uses part of the shared environment helpers
-#[path = "support/env.rs"]
-mod env;
-#[path = "support/plain.rs"]
-mod plain;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -37,6 +28,8 @@ use std::process::ExitCode;
 use plain::Mode;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
+
+use tower_drain_harness::{echo, env, plain};
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -9,18 +9,10 @@
 //!   accepting, waits for in-flight requests (at most 5 s), exits 0.
 //!
 //! ```sh
-//! DRAIN=1 ADDR=127.0.0.1:3001 cargo run --release --example bench_server
+//! DRAIN=1 ADDR=127.0.0.1:3001 cargo run --release -p tower-drain-harness --bin bench_server
 //! ```
 
 // `routes::param` returns `Result<u64, Response>`; clippy finds the error variant large.
-#[allow(dead_code)] // each example uses part of the shared environment helpers
-#[path = "support/env.rs"]
-mod env;
-#[path = "support/plain.rs"]
-mod plain;
-#[allow(clippy::result_large_err)]
-#[path = "support/routes.rs"]
-mod routes;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -28,6 +20,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tower_drain::DrainLayer;
+
+use tower_drain_harness::{env, plain, routes};
 
 fn drain_from_env() -> Result<bool, String> {
     match std::env::var("DRAIN") {

@@ -1,6 +1,6 @@
 //! The load generator's parts: what to send ([`Job`]), what was counted ([`stats`]), when
 //! connections were told to go away ([`goaway`]), and one module per client protocol
-//! ([`http1`], [`http2`], [`grpc`]). `examples/loadgen.rs` wires
+//! ([`http1`], [`http2`], [`grpc`]). `src/bin/loadgen.rs` wires
 //! them to the command line and the control protocol on stdin.
 
 pub mod goaway;
@@ -41,7 +41,7 @@ impl Job {
         match if load == Load::Fast {
             0
         } else {
-            rng.next() % 100
+            rng.next_u64() % 100
         } {
             0..=59 => Job::Fast,
             60..=84 => Job::Slow {
@@ -80,7 +80,7 @@ impl XorShift {
     pub fn seeded(id: u64) -> Self {
         XorShift(0x9E37_79B9_7F4A_7C15 ^ (id + 1).wrapping_mul(0x1000_0000_01B3))
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x << 13;
         x ^= x >> 7;
@@ -89,7 +89,7 @@ impl XorShift {
         x
     }
     pub fn between(&mut self, low: u64, high: u64) -> u64 {
-        low + self.next() % (high - low + 1)
+        low + self.next_u64() % (high - low + 1)
     }
 }
 
@@ -152,7 +152,9 @@ impl Ctx {
 }
 
 /// One worker's client: makes one request, retrying only what it knows was not processed.
+#[allow(async_fn_in_trait)] // implemented and awaited inside the harness only, on one runtime
 pub trait Client {
+    /// Makes one request and returns how it ended.
     async fn call(&mut self, ctx: &Ctx, job: Job) -> Outcome;
     /// The request in flight was abandoned at the timeout: drop what may be in a bad state.
     fn timed_out(&mut self) {}

@@ -7,7 +7,7 @@
 //! - listens on `ADDR` (default `127.0.0.1:3000`, port 0 allowed) and prints
 //!   `listening on <bound address>` once it accepts;
 //! - `GET /`, `GET /slow?ms=N`, `GET /stream?chunks=N&ms=M`, `GET /bytes?n=N` (see
-//!   `support/routes.rs`);
+//!   `examples/support/routes.rs`);
 //! - `GET /readyz` and `GET /livez` answer `200` always, like a typical hand-written health
 //!   route that knows nothing about shutdown.
 //!
@@ -19,17 +19,8 @@
 //! - `abrupt`: exit at once with code 0, cutting every connection and in-flight request.
 //!
 //! ```sh
-//! NAIVE=graceful ADDR=127.0.0.1:3001 cargo run --example naive
+//! NAIVE=graceful ADDR=127.0.0.1:3001 cargo run -p tower-drain-harness --bin naive
 //! ```
-
-#[allow(dead_code)] // each example uses part of the shared environment helpers
-#[path = "support/env.rs"]
-mod env;
-#[path = "support/plain.rs"]
-mod plain;
-#[allow(clippy::result_large_err)] // the shared routes module returns early responses as errors
-#[path = "support/routes.rs"]
-mod routes;
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
@@ -37,6 +28,8 @@ use std::process::ExitCode;
 
 use axum::routing::get;
 use plain::Mode;
+
+use tower_drain_harness::{env, plain, routes};
 
 #[tokio::main]
 async fn main() -> ExitCode {

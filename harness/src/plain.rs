@@ -2,7 +2,6 @@
 //! it: a future for the first SIGTERM or Ctrl-C, and the `NAIVE` setting of the control servers.
 
 /// What the control servers do on SIGTERM (or Ctrl-C), from `NAIVE`.
-#[allow(dead_code)] // bench_server has no NAIVE setting
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// The server's own graceful shutdown alone (the default).
@@ -12,7 +11,6 @@ pub enum Mode {
 }
 
 /// `NAIVE`: `graceful` (default) or `abrupt`.
-#[allow(dead_code)] // bench_server has no NAIVE setting
 pub fn mode_from_env() -> Result<Mode, String> {
     match std::env::var("NAIVE") {
         Err(std::env::VarError::NotPresent) => Ok(Mode::Graceful),
