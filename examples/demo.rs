@@ -19,7 +19,6 @@
 //! shutdown report and the clients' tally: every request should have succeeded, none failed.
 //! Runs in about 7 seconds.
 
-#[allow(clippy::result_large_err)] // the shared routes module returns early responses as errors
 #[path = "support/routes.rs"]
 mod routes;
 
@@ -34,7 +33,6 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tower_drain::{DrainLayer, Shutdown};
 use tracing_subscriber::EnvFilter;
 
@@ -71,7 +69,7 @@ async fn demo() -> Result<ExitCode, String> {
     let say = move |what: String| println!("[{:>5.2}s] {what}", started.elapsed().as_secs_f64());
 
     // The server.
-    let drain = DrainLayer::new(CancellationToken::new())
+    let drain = DrainLayer::default()
         .readiness_path("/readyz")
         .liveness_path("/livez");
     let mut shutdown = Shutdown::builder(&drain)
@@ -168,7 +166,7 @@ async fn demo() -> Result<ExitCode, String> {
     }));
 
     // A background worker, cancelled after the HTTP drain.
-    shutdown.spawn_task("worker", |token: CancellationToken| async move {
+    shutdown.spawn_task("worker", |token| async move {
         token.cancelled().await;
         tokio::time::sleep(Duration::from_millis(100)).await; // finish the current job
         tracing::info!("worker: finished its last job and stopped");

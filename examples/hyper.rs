@@ -37,7 +37,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_drain::{DrainLayer, Shutdown};
 
@@ -90,7 +89,7 @@ async fn serve(settings: env::Settings) -> Result<ExitCode, String> {
         notice,
         drain_timeout,
     } = settings;
-    let drain = DrainLayer::new(CancellationToken::new())
+    let drain = DrainLayer::default()
         .readiness_path("/readyz")
         .liveness_path("/livez");
     let mut shutdown = Shutdown::builder(&drain)

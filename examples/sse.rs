@@ -27,7 +27,6 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
 use axum::{Extension, Router};
 use futures_util::stream::{self, Stream};
-use tokio_util::sync::CancellationToken;
 use tower_drain::{DrainLayer, DrainWatch, Shutdown};
 
 /// Where the stream is: ticking, or past its last event.
@@ -86,7 +85,7 @@ async fn serve(settings: env::Settings) -> Result<ExitCode, String> {
         notice,
         drain_timeout,
     } = settings;
-    let drain = DrainLayer::new(CancellationToken::new())
+    let drain = DrainLayer::default()
         .readiness_path("/readyz")
         .liveness_path("/livez")
         .with_drain_watch();

@@ -27,7 +27,6 @@
 //! - A health `Watch` stream never ends by itself: it keeps its connection open until the drain
 //!   deadline, and the report says the server was cut. Kubernetes' gRPC probes use `Check`.
 
-#[allow(dead_code)] // the load generator uses the client half
 #[path = "support/echo.rs"]
 mod echo;
 #[path = "support/env.rs"]
@@ -37,7 +36,6 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
@@ -67,7 +65,7 @@ async fn serve(settings: env::Settings, server: env::Server) -> Result<ExitCode,
         notice,
         drain_timeout,
     } = settings;
-    let drain = DrainLayer::new(CancellationToken::new())
+    let drain = DrainLayer::default()
         // Readiness for HTTP/2 health checks (HAProxy): 503 from the start of the shutdown.
         .readiness_path("/readyz")
         // Probes keep their answer through the drain: NOT_SERVING, not UNAVAILABLE.

@@ -1,7 +1,6 @@
 //! A hand-written gRPC service, `demo.Echo`, without protoc or prost: messages are raw bytes
-//! ([`RawCodec`]), the routing is the few lines tonic's code generator would write. Both gRPC
-//! servers of the zero-downtime proof (`tonic`, `naive_tonic`) serve it; the load generator's
-//! `grpc` client calls it ([`unary`], [`stream`]).
+//! ([`RawCodec`]), the routing is the few lines tonic's code generator would write. The `tonic`
+//! example serves it, as does the plain control server of the zero-downtime proof.
 //!
 //! - `/demo.Echo/Unary`: answers the request's bytes. With the metadata `delay-ms: N` (at most
 //!   60 000) it sleeps N ms first.
@@ -139,59 +138,4 @@ async fn chunks(request: Request<Bytes>) -> Result<Response<Messages>, Status> {
         Some((Ok(Bytes::from(format!("chunk {i}\n"))), i + 1))
     });
     Ok(Response::new(Box::pin(messages) as Messages))
-}
-
-/// Calls `/demo.Echo/Unary` with `message`, after `delay_ms` on the server.
-pub async fn unary<T>(
-    client: &mut tonic::client::Grpc<T>,
-    message: Bytes,
-    delay_ms: u64,
-) -> Result<Bytes, Status>
-where
-    T: tonic::client::GrpcService<tonic::body::Body>,
-    T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    T::ResponseBody: http_body::Body<Data = Bytes> + Send + 'static,
-    <T::ResponseBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    client.ready().await.map_err(not_ready)?;
-    let mut request = Request::new(message);
-    if delay_ms > 0 {
-        request
-            .metadata_mut()
-            .insert("delay-ms", delay_ms.to_string().parse().expect("digits"));
-    }
-    let path = http::uri::PathAndQuery::from_static(UNARY);
-    Ok(client.unary(request, path, RawCodec).await?.into_inner())
-}
-
-/// Calls `/demo.Echo/Stream` for `count` messages `ms` apart and collects them, in order.
-pub async fn stream<T>(
-    client: &mut tonic::client::Grpc<T>,
-    count: u64,
-    ms: u64,
-) -> Result<Vec<Bytes>, Status>
-where
-    T: tonic::client::GrpcService<tonic::body::Body>,
-    T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    T::ResponseBody: http_body::Body<Data = Bytes> + Send + 'static,
-    <T::ResponseBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    client.ready().await.map_err(not_ready)?;
-    let request = Request::new(Bytes::from(format!("{count} {ms}")));
-    let path = http::uri::PathAndQuery::from_static(STREAM);
-    let mut messages = client
-        .server_streaming(request, path, RawCodec)
-        .await?
-        .into_inner();
-    let mut all = Vec::new();
-    while let Some(message) = messages.message().await? {
-        all.push(message);
-    }
-    Ok(all)
-}
-
-/// What tonic's generated clients return when the channel cannot become ready: `UNKNOWN`
-/// with the transport error.
-fn not_ready(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Status {
-    Status::unknown(format!("Service was not ready: {}", e.into()))
 }

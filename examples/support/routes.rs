@@ -44,7 +44,7 @@ const LINE: &[u8; 64] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQR
 async fn bytes(Query(query): Query<HashMap<String, String>>) -> Response {
     let n = match param(&query, "n", 1 << 20, MAX_BYTES) {
         Ok(n) => n as usize, // at most 256 MiB: fits
-        Err(bad) => return bad,
+        Err(bad) => return bad.into_response(),
     };
     let mut body = Vec::with_capacity(n);
     while body.len() + LINE.len() <= n {
@@ -61,7 +61,7 @@ async fn bytes(Query(query): Query<HashMap<String, String>>) -> Response {
 async fn slow(Query(query): Query<HashMap<String, String>>) -> Response {
     let ms = match param(&query, "ms", 100, 60_000) {
         Ok(ms) => ms,
-        Err(bad) => return bad,
+        Err(bad) => return bad.into_response(),
     };
     tokio::time::sleep(Duration::from_millis(ms)).await;
     format!("slept {ms} ms\n").into_response()
@@ -73,7 +73,7 @@ async fn stream(Query(query): Query<HashMap<String, String>>) -> Response {
         param(&query, "ms", 50, 60_000),
     ) {
         (Ok(chunks), Ok(ms)) => (chunks, ms),
-        (Err(bad), _) | (_, Err(bad)) => return bad,
+        (Err(bad), _) | (_, Err(bad)) => return bad.into_response(),
     };
     let body = Chunks {
         left: chunks,
@@ -122,7 +122,7 @@ fn param(
     name: &str,
     default: u64,
     max: u64,
-) -> Result<u64, Response> {
+) -> Result<u64, (StatusCode, String)> {
     match query.get(name) {
         None => Ok(default),
         Some(raw) => match raw.parse::<u64>() {
@@ -130,8 +130,7 @@ fn param(
             _ => Err((
                 StatusCode::BAD_REQUEST,
                 format!("{name} must be a whole number from 0 to {max}\n"),
-            )
-                .into_response()),
+            )),
         },
     }
 }

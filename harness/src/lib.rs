@@ -20,6 +20,5 @@ pub mod echo;
 pub mod env;
 pub mod load;
 pub mod plain;
-#[allow(clippy::result_large_err)] // the routes return early responses as errors
 #[path = "../../examples/support/routes.rs"]
 pub mod routes;

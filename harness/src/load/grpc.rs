@@ -15,6 +15,7 @@ use bytes::Bytes;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::{Request, Status};
 
 use crate::echo;
 
@@ -57,11 +58,9 @@ impl Client for Grpc {
     async fn call(&mut self, _ctx: &Ctx, job: Job) -> Outcome {
         let expected = job.expected();
         let answer = match job {
-            Job::Fast => echo::unary(&mut self.client, Bytes::from(expected.clone()), 0).await,
-            Job::Slow { ms } => {
-                echo::unary(&mut self.client, Bytes::from(expected.clone()), ms).await
-            }
-            Job::Stream { chunks, ms } => echo::stream(&mut self.client, chunks, ms)
+            Job::Fast => unary(&mut self.client, Bytes::from(expected.clone()), 0).await,
+            Job::Slow { ms } => unary(&mut self.client, Bytes::from(expected.clone()), ms).await,
+            Job::Stream { chunks, ms } => stream(&mut self.client, chunks, ms)
                 .await
                 .map(|messages| messages.concat().into()),
         };
@@ -95,4 +94,62 @@ fn status_text(status: &tonic::Status) -> String {
         source = s.source();
     }
     text.chars().take(100).collect()
+}
+
+/// Calls `/demo.Echo/Unary` with `message`, after `delay_ms` on the server.
+pub async fn unary<T>(
+    client: &mut tonic::client::Grpc<T>,
+    message: Bytes,
+    delay_ms: u64,
+) -> Result<Bytes, Status>
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    T::ResponseBody: http_body::Body<Data = Bytes> + Send + 'static,
+    <T::ResponseBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    client.ready().await.map_err(not_ready)?;
+    let mut request = Request::new(message);
+    if delay_ms > 0 {
+        request
+            .metadata_mut()
+            .insert("delay-ms", delay_ms.to_string().parse().expect("digits"));
+    }
+    let path = http::uri::PathAndQuery::from_static(echo::UNARY);
+    Ok(client
+        .unary(request, path, echo::RawCodec)
+        .await?
+        .into_inner())
+}
+
+/// Calls `/demo.Echo/Stream` for `count` messages `ms` apart and collects them, in order.
+pub async fn stream<T>(
+    client: &mut tonic::client::Grpc<T>,
+    count: u64,
+    ms: u64,
+) -> Result<Vec<Bytes>, Status>
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    T::ResponseBody: http_body::Body<Data = Bytes> + Send + 'static,
+    <T::ResponseBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    client.ready().await.map_err(not_ready)?;
+    let request = Request::new(Bytes::from(format!("{count} {ms}")));
+    let path = http::uri::PathAndQuery::from_static(echo::STREAM);
+    let mut messages = client
+        .server_streaming(request, path, echo::RawCodec)
+        .await?
+        .into_inner();
+    let mut all = Vec::new();
+    while let Some(message) = messages.message().await? {
+        all.push(message);
+    }
+    Ok(all)
+}
+
+/// What tonic's generated clients return when the channel cannot become ready: `UNKNOWN`
+/// with the transport error.
+fn not_ready(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Status {
+    Status::unknown(format!("Service was not ready: {}", e.into()))
 }
