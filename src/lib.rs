@@ -44,8 +44,7 @@
 //! use std::future::IntoFuture;
 //! use std::time::Duration;
 //! use axum::{routing::get, Router};
-//! use tokio_util::sync::CancellationToken;
-//! use tower_drain::DrainLayer;
+//! use tower_drain::{CancellationToken, DrainLayer};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> std::io::Result<()> {

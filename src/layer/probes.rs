@@ -25,10 +25,9 @@ use crate::tracker::ConnectionTracker;
 ///
 /// ```
 /// use axum::{routing::get, Router};
-/// use tokio_util::sync::CancellationToken;
 /// use tower_drain::DrainLayer;
 ///
-/// let drain = DrainLayer::new(CancellationToken::new());
+/// let drain = DrainLayer::default();
 /// let app: Router = Router::new()
 ///     .route("/", get(|| async { "hello" }))
 ///     .route_service("/readyz", drain.readiness())

@@ -25,12 +25,11 @@
 //! use std::process::ExitCode;
 //! use std::time::Duration;
 //! use axum::{routing::get, Router};
-//! use tokio_util::sync::CancellationToken;
 //! use tower_drain::{DrainLayer, Shutdown};
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
-//!     let drain = DrainLayer::new(CancellationToken::new())
+//!     let drain = DrainLayer::default()
 //!         .readiness_path("/readyz")
 //!         .liveness_path("/livez");
 //!     // `signals()`: SIGTERM/SIGINT start it; installed by `build()`, so an early one is kept.
@@ -43,7 +42,7 @@
 //!         .build()?;
 //!
 //!     // A background worker: its token is cancelled after the HTTP drain.
-//!     shutdown.spawn_task("worker", |token: CancellationToken| async move {
+//!     shutdown.spawn_task("worker", |token| async move {
 //!         while !token.is_cancelled() {
 //!             tokio::select! {
 //!                 _ = tokio::time::sleep(Duration::from_secs(1)) => { /* do a unit of work */ }

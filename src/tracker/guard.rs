@@ -13,8 +13,7 @@ use crate::tracker::Shared;
 /// for work that outlives a response, such as a WebSocket after its `101` response:
 ///
 /// ```
-/// # use tokio_util::sync::CancellationToken;
-/// # use tower_drain::DrainLayer;
+/// # use tower_drain::{CancellationToken, DrainLayer};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let token = CancellationToken::new();

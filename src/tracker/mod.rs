@@ -80,8 +80,7 @@ pub(crate) const DEFAULT_HANDOFF_GRACE: Duration = Duration::from_secs(1);
 ///
 /// ```
 /// use std::time::Duration;
-/// use tokio_util::sync::CancellationToken;
-/// use tower_drain::DrainLayer;
+/// use tower_drain::{CancellationToken, DrainLayer};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
@@ -271,8 +270,7 @@ impl ConnectionTracker {
     /// # Examples
     ///
     /// ```
-    /// # use tokio_util::sync::CancellationToken;
-    /// # use tower_drain::DrainLayer;
+    /// # use tower_drain::{CancellationToken, DrainLayer};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
     /// let token = CancellationToken::new();

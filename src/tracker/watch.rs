@@ -17,8 +17,7 @@ use crate::tracker::ConnectionTracker;
 /// # Examples
 ///
 /// ```
-/// # use tokio_util::sync::CancellationToken;
-/// # use tower_drain::{DrainLayer, DrainWatch};
+/// # use tower_drain::{CancellationToken, DrainLayer, DrainWatch};
 /// async fn ticker(watch: DrainWatch) -> u32 {
 ///     let mut ticks = 0;
 ///     let mut interval = tokio::time::interval(std::time::Duration::from_millis(1));
