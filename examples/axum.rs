@@ -2,8 +2,8 @@
 //! `serve`, on the `Shutdown` sequence.
 //!
 //! ```sh
-//! cargo run --example axum                   # then Ctrl-C, or `kill -TERM <pid>`
-//! ADDR=0.0.0.0:8080 NOTICE_MS=5000 DRAIN_TIMEOUT_MS=15000 cargo run --example axum
+//! cargo run --all-features --example axum   # then Ctrl-C, or `kill -TERM <pid>`
+//! ADDR=0.0.0.0:8080 NOTICE_MS=5000 DRAIN_TIMEOUT_MS=15000 cargo run --all-features --example axum
 //! ```
 //!
 //! What happens on `SIGTERM` (or Ctrl-C):

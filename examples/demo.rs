@@ -1,7 +1,7 @@
 //! Watch a server drain: it serves, gets load, receives `SIGTERM`, and drops nothing.
 //!
 //! ```sh
-//! cargo run --example demo
+//! cargo run --all-features --example demo
 //! ```
 //!
 //! In one process:

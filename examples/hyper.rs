@@ -2,7 +2,7 @@
 //! `GracefulShutdown`, `DrainLayer` and the `Shutdown` sequence.
 //!
 //! ```sh
-//! cargo run --example hyper          # then Ctrl-C, or `kill -TERM <pid>`
+//! cargo run --all-features --example hyper   # then Ctrl-C, or `kill -TERM <pid>`
 //! curl -i 127.0.0.1:3000/slow?ms=3000
 //! ```
 //!

@@ -1,7 +1,7 @@
 //! Server-sent events that end themselves when the drain starts.
 //!
 //! ```sh
-//! cargo run --example sse                 # then, in another terminal:
+//! cargo run --all-features --example sse   # then, in another terminal:
 //! curl -N 127.0.0.1:3000/events           # and press Ctrl-C in the first one
 //! ```
 //!

@@ -1,7 +1,7 @@
 //! A gRPC server (tonic + tonic-health) on the `Shutdown` sequence.
 //!
 //! ```sh
-//! cargo run --example tonic        # then Ctrl-C, or `kill -TERM <pid>`
+//! cargo run --all-features --example tonic   # then Ctrl-C, or `kill -TERM <pid>`
 //! grpcurl -plaintext 127.0.0.1:50051 grpc.health.v1.Health/Check
 //! ```
 //!
