@@ -15,8 +15,8 @@
 //!    requests in flight finish, then the drain, the tasks and the cleanup follow.
 //!
 //! A 3 s download starts just before the signal, so the drain has something to wait for, and
-//! a background worker stops after the drain. At the end the demo prints the server's
-//! shutdown report and the clients' tally: every request should have succeeded, none failed.
+//! a background worker stops after the drain. At the end the server logs its shutdown report
+//! and the demo prints the clients' tally: every request should have succeeded, none failed.
 //! Runs in about 7 seconds.
 
 #[path = "support/routes.rs"]
@@ -193,14 +193,14 @@ async fn demo() -> Result<ExitCode, String> {
         let _ = tokio::time::timeout(Duration::from_secs(1), client).await;
     }
 
-    println!("\n{report}");
+    // `run()` has logged the report; the clients' side follows.
     let (ok, refused, failed) = (
         tally.ok.load(Ordering::SeqCst),
         tally.refused.load(Ordering::SeqCst),
         tally.failed.load(Ordering::SeqCst),
     );
     println!(
-        "clients: {} requests: {ok} succeeded, {refused} refused with 503 (retryable), {failed} failed",
+        "\nclients: {} requests: {ok} succeeded, {refused} refused with 503 (retryable), {failed} failed",
         ok + refused + failed
     );
     if failed > 0 {
