@@ -166,9 +166,13 @@ async fn drain_stops_accepting_closes_idle_connections_and_completes_when_all_ar
 
     server.token.cancel();
     support::eventually("the idle connection to close", || idle.is_closed()).await;
-    // The listener is closed.
+    // The listener is closed. A probe that connects before it closes may be accepted with
+    // the backlog at the drain, and then counts as a connection: keep the count.
+    let mut probes_connected = 0;
     support::eventually("the listener to close", || {
-        std::net::TcpStream::connect(server.addr).is_err()
+        let connected = std::net::TcpStream::connect(server.addr).is_ok();
+        probes_connected += u64::from(connected);
+        !connected
     })
     .await;
     assert!(!server.server.is_finished(), "a stream is still in flight");
@@ -180,8 +184,12 @@ async fn drain_stops_accepting_closes_idle_connections_and_completes_when_all_ar
         .unwrap();
     let counts = server.tracker.connections();
     assert_eq!(counts.open, 0);
-    assert_eq!(counts.accepted, 2);
-    assert_eq!(counts.closed, 2);
+    assert!(
+        (2..=2 + probes_connected).contains(&counts.accepted),
+        "accepted {} with {probes_connected} probes connected",
+        counts.accepted
+    );
+    assert_eq!(counts.closed, counts.accepted);
     assert_eq!(counts.cut, 0);
 }
 
