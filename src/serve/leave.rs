@@ -48,7 +48,11 @@ where
             .guard
             .record()
             .request(request.version(), request.method(), request.uri());
-        if !state.had_request.swap(true, Ordering::Relaxed) {
+        // A plain load first: after the connection's first request this is a read, not a
+        // locked read-modify-write, on every request.
+        if !state.had_request.load(Ordering::Relaxed)
+            && !state.had_request.swap(true, Ordering::Relaxed)
+        {
             state.first_request.notify_one();
         }
         let state = (state.protocol == Protocol::Http1).then(|| Arc::clone(state));
