@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use tracing_subscriber::EnvFilter;
 
@@ -67,11 +67,26 @@ pub fn announce_listening(addr: SocketAddr) {
     let _ = stdout.flush();
 }
 
-/// Binds `addr` and announces the bound address (see [`announce_listening`]).
+/// The listen backlog. tokio's `TcpListener::bind` uses 128: when another instance restarts,
+/// the load balancer moves its load here at once, a new connection per request it moves, and
+/// past the backlog the kernel drops the `SYN`s (see tower_drain's `serve` docs, "The listen
+/// backlog"). nginx listens with 511.
+pub const BACKLOG: u32 = 1024;
+
+/// Binds `addr` with a backlog of [`BACKLOG`] and announces the bound address (see
+/// [`announce_listening`]).
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let listen = || {
+        let socket = match addr {
+            SocketAddr::V4(_) => TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        // As `TcpListener::bind` does: a restart can listen on the port again at once.
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(BACKLOG)
+    };
+    let listener = listen().map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let bound = listener
         .local_addr()
         .map_err(|e| format!("cannot read the bound address: {e}"))?;

@@ -9,7 +9,7 @@
 //! | serving | accepts | keep-alive | as the client likes |
 //! | **announce** ([`announce_shutdown`](crate::ConnectionTracker::announce_shutdown): the notice period begins) | still accepts | the next response carries `Connection: close`, then the connection closes | graceful `GOAWAY` at once (first with the maximum stream id and a `PING`, then the final one a round trip later); streams sent before it are served; the client opens a new connection, which the load balancer, seeing readiness fail, sends elsewhere |
 //! | accepted during the notice | | told to leave on its first response | told to leave after its first request |
-//! | **drain** (the token is cancelled) | closed | idle ones close; busy ones close after the response in progress | `GOAWAY` if not yet sent |
+//! | **drain** (the token is cancelled) | closed, once the connections already queued in its backlog are taken and served | idle ones close; busy ones close after the response in progress | `GOAWAY` if not yet sent |
 //! | drain deadline ([`Shutdown`](crate::Shutdown)) | | cut | cut |
 //!
 //! The future completes once every connection has closed: every response byte has been
@@ -22,6 +22,31 @@
 //! keeps on this instance) thus move during the notice period, within a round trip of the
 //! announce, instead of racing the drain. [`max_connection_age`](Serve::max_connection_age)
 //! (gRFC A9) moves them while serving too, to rebalance long-lived connections.
+//!
+//! # The listen backlog
+//!
+//! `serve` takes the listener as you bound it, backlog included. tokio's
+//! [`TcpListener::bind`] listens with a backlog of 128 (std's value). When another instance
+//! restarts, the load balancer moves its load onto this one at once, often one new connection
+//! per request it moves. Past the backlog the kernel drops their `SYN`s and each client
+//! retries a second later, which a balancer's connect timeout often does not wait for: nginx,
+//! with its defaults (`max_fails=1`), then takes this healthy instance out of rotation as well,
+//! while the restarting one is out, and answers `502` to everything for `fail_timeout`.
+//! Production servers listen with more (nginx 511, Go the system maximum,
+//! `net.core.somaxconn`): bind with [`TcpSocket`](tokio::net::TcpSocket) and give
+//! [`listen`](tokio::net::TcpSocket::listen) a backlog.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let socket = tokio::net::TcpSocket::new_v4()?;
+//! socket.set_reuseaddr(true)?; // as `TcpListener::bind` does: restart on the same port at once
+//! socket.bind(([127, 0, 0, 1], 0).into())?;
+//! let listener = socket.listen(1024)?;
+//! # drop(listener);
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # Examples
 //!
