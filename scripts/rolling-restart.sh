@@ -427,11 +427,13 @@ notice_desc() {
 run_mode() {
   local mode=$1 i name pid code t0 t_exit t_up note signal_us
   declare -gA SERVER_PID=() SERVER_PORT=()
-  FE_PORT=$(free_port); CLI_PORT=$(free_port)
-  SERVER_PORT[a]=$(free_port); SERVER_PORT[b]=$(free_port)
-  while [[ $(printf '%s\n' "$FE_PORT" "$CLI_PORT" "${SERVER_PORT[a]}" "${SERVER_PORT[b]}" | sort -u | wc -l) != 4 ]]; do
-    SERVER_PORT[b]=$(free_port); CLI_PORT=$(free_port)
-  done
+  # Four distinct ports: all four are picked again on a collision (re-picking only some of
+  # them looped forever when the others were the pair that collided).
+  while
+    FE_PORT=$(free_port); CLI_PORT=$(free_port)
+    SERVER_PORT[a]=$(free_port); SERVER_PORT[b]=$(free_port)
+    [[ $(printf '%s\n' "$FE_PORT" "$CLI_PORT" "${SERVER_PORT[a]}" "${SERVER_PORT[b]}" | sort -u | wc -l) != 4 ]]
+  do :; done
 
   if [[ "$LB" == nginx ]]; then
     echo
