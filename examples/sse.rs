@@ -6,9 +6,9 @@
 //! ```
 //!
 //! A long stream never ends on its own, so a drain would wait for it until the deadline
-//! (axum #2673). Here the layer is built with `with_drain_watch()`, which puts a
-//! `DrainWatch` into every admitted request; the handler extracts it with
-//! `Extension<DrainWatch>` and, once draining starts, sends a last `bye` event and ends the
+//! (axum #2673). Here the layer is built with `with_tracker_extension()`, which puts
+//! the `ConnectionTracker` into every admitted request; the handler extracts it with
+//! `Extension<ConnectionTracker>` and, once draining starts, sends a last `bye` event and ends the
 //! stream. The client sees a clean end (and reconnects elsewhere, as `EventSource` does); the
 //! drain finishes at once instead of at its deadline.
 //!
@@ -27,7 +27,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
 use axum::{Extension, Router};
 use futures_util::stream::{self, Stream};
-use tower_drain::{DrainLayer, DrainWatch, Shutdown};
+use tower_drain::{ConnectionTracker, DrainLayer, Shutdown};
 
 /// Where the stream is: ticking, or past its last event.
 enum State {
@@ -37,10 +37,10 @@ enum State {
 
 /// One event a second, until the drain starts; then `bye`, and the end of the stream.
 async fn events(
-    Extension(watch): Extension<DrainWatch>,
+    Extension(tracker): Extension<ConnectionTracker>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let stream = stream::unfold(State::Ticking(0), move |state| {
-        let watch = watch.clone();
+        let tracker = tracker.clone();
         async move {
             match state {
                 State::Ticking(n) => {
@@ -54,7 +54,7 @@ async fn events(
                             let event = Event::default().event("tick").data(n.to_string());
                             Some((Ok(event), State::Ticking(n + 1)))
                         }
-                        () = watch.draining() => {
+                        () = tracker.draining() => {
                             let event = Event::default()
                                 .event("bye")
                                 .data("server shutting down, reconnect");
@@ -88,7 +88,7 @@ async fn serve(settings: env::Settings) -> Result<ExitCode, String> {
     let drain = DrainLayer::default()
         .readiness_path("/readyz")
         .liveness_path("/livez")
-        .with_drain_watch();
+        .with_tracker_extension();
     let mut shutdown = Shutdown::builder(&drain)
         .signals() // SIGTERM and SIGINT start the shutdown; a second one forces the exit
         .notice_period(notice)

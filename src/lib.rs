@@ -13,7 +13,7 @@
 //!   admission has closed and nothing is in flight: event driven, no polling, no lost wake-up.
 //! * [`ReadinessService`] (or [`DrainLayer::readiness_path`]): a readiness probe that fails the
 //!   moment shutdown begins, before anything is refused.
-//! * [`DrainWatch`]: lets long streams (SSE, WebSockets) notice the drain and end themselves.
+//!   Long streams (SSE, WebSockets) end themselves with [`ConnectionTracker::draining`].
 //! * `serve` (feature `serve`): a connection-owning server that keeps accepting through the
 //!   notice period while telling every connection to leave (HTTP/2 `GOAWAY`, HTTP/1.1
 //!   `Connection: close`), so that clients pinned to this instance move before the drain.
@@ -91,7 +91,7 @@
 //! A request that passes through costs two atomic loads (one only on HTTP/1.x), three atomic
 //! read-modify-writes on the tracker (admit, count, release) and an `Arc` clone and drop for
 //! the guard: no lock and no heap allocation (the `no_alloc` test proves the latter with a
-//! counting allocator; README § Performance has the measurements). Once the drain has begun,
+//! counting allocator; `docs/performance.md` in the repository has the measurements). Once the drain has begun,
 //! admission also reads the clock, to end the handoff grace. The token is mirrored into the tracker's
 //! own atomic, so `CancellationToken::is_cancelled` (which locks a mutex) is never called per
 //! request.
@@ -104,6 +104,9 @@
 )]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "serve")]
+mod connections;
+mod error;
 mod layer;
 mod loom;
 #[cfg(feature = "serve")]
@@ -125,6 +128,10 @@ pub mod body {
     pub use crate::layer::body::{EarlyBody, ResponseBody};
 }
 
+#[cfg(feature = "serve")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serve")))]
+pub use connections::{ConnectionCounts, LastRequest, OpenConnection};
+pub use error::BoxError;
 pub use layer::probes::ReadinessService;
 pub use layer::service::Drain;
 pub use layer::DrainLayer;
@@ -134,10 +141,7 @@ pub use serve::{serve, Serve};
 #[cfg(feature = "shutdown")]
 #[cfg_attr(docsrs, doc(cfg(feature = "shutdown")))]
 pub use shutdown::{Shutdown, ShutdownReport};
-pub use tracker::connections::{ConnectionCounts, LastRequest, OpenConnection};
-pub use tracker::drain_timeout::DrainTimeout;
 pub use tracker::guard::InFlightGuard;
-pub use tracker::watch::DrainWatch;
 pub use tracker::ConnectionTracker;
 
 /// Re-exported from tokio-util: the token a [`DrainLayer`] drains on.

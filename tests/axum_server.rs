@@ -1,7 +1,7 @@
 //! An axum `Router` behind `DrainLayer`, served by `axum::serve(..).with_graceful_shutdown(..)`,
 //! driven by real hyper clients over TCP (HTTP/1.1 and HTTP/2 prior knowledge): refusals,
 //! the notice period, streaming, panics, readiness and liveness probes, exempt paths, and
-//! `DrainWatch` in handlers.
+//! the tracker in handlers.
 
 #[macro_use]
 mod support;
@@ -19,7 +19,7 @@ use http::{Method, StatusCode};
 use support::*;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tower_drain::{ConnectionTracker, DrainLayer, DrainWatch};
+use tower_drain::{ConnectionTracker, DrainLayer};
 
 enum Event {
     Slow(oneshot::Sender<()>),
@@ -74,20 +74,20 @@ async fn panics(State(app): State<App>) -> &'static str {
 }
 
 /// Reports what the handler sees of the drain.
-async fn watch_state(Extension(watch): Extension<DrainWatch>) -> String {
-    format!("draining={}", watch.is_draining())
+async fn watch_state(Extension(tracker): Extension<ConnectionTracker>) -> String {
+    format!("draining={}", tracker.is_draining())
 }
 
 /// An SSE-like endpoint: one event every 5 ms until the drain starts, then a last event and
 /// the end of the stream.
-async fn ticker(Extension(watch): Extension<DrainWatch>) -> Body {
+async fn ticker(Extension(tracker): Extension<ConnectionTracker>) -> Body {
     let (mut tx, body) = channel_body();
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(Duration::from_millis(5));
         loop {
             tokio::select! {
                 biased;
-                () = watch.draining() => {
+                () = tracker.draining() => {
                     let _ = tx.send_data(Bytes::from("event: bye\n\n")).await;
                     break;
                 }
@@ -127,7 +127,7 @@ fn handoff_layer(grace: Duration) -> DrainLayer {
         .readiness_path("/readyz")
         .liveness_path("/livez")
         .exempt_path("/metrics")
-        .with_drain_watch()
+        .with_tracker_extension()
 }
 
 impl Harness {
@@ -158,7 +158,7 @@ impl Harness {
             .route_service("/ready-svc", drain.readiness());
         let server = serve_axum(router, server_shutdown.unwrap_or_default()).await;
         Self {
-            token: drain.tracker().token().clone(),
+            token: drain.token().clone(),
             tracker: drain.tracker(),
             calls,
             events,
@@ -300,11 +300,11 @@ async fn streaming_body_counts_until_fully_read(proto: Proto) {
     assert_eq!(next_data(&mut body).await.unwrap(), "one");
     assert_eq!(h.tracker.in_flight(), 1);
     h.token.cancel();
-    assert!(h
-        .tracker
-        .drained_timeout(Duration::from_millis(30))
-        .await
-        .is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(30), h.tracker.drained())
+            .await
+            .is_err()
+    );
     let waiter = tokio::spawn({
         let tracker = h.tracker.clone();
         async move { tracker.drained().await }
@@ -511,9 +511,9 @@ async fn exempt_path_is_served_while_draining_and_not_counted(proto: Proto) {
 }
 
 // ---------------------------------------------------------------------------------------
-// DrainWatch in handlers
+// The tracker in handlers
 
-async fn handler_extracts_the_drain_watch_from_extensions(proto: Proto) {
+async fn handler_extracts_the_tracker_from_extensions(proto: Proto) {
     let h = Harness::start().await;
     let mut client = h.client(proto).await;
     let response = client.get("/watch").await;
@@ -522,7 +522,7 @@ async fn handler_extracts_the_drain_watch_from_extensions(proto: Proto) {
     h.server.stop().await;
 }
 
-async fn handler_admitted_during_the_handoff_sees_draining_in_its_drain_watch(proto: Proto) {
+async fn handler_admitted_during_the_handoff_sees_draining_in_its_tracker(proto: Proto) {
     let h = Harness::start_with(handoff_layer(WAIT), None).await;
     let mut client = h.client(proto).await;
     h.token.cancel();
@@ -562,7 +562,7 @@ async fn streaming_handler_ends_its_stream_when_the_drain_starts(proto: Proto) {
 }
 
 #[tokio::test]
-async fn drain_watch_extension_requires_with_drain_watch() {
+async fn tracker_extension_requires_with_tracker_extension() {
     // Off by default (it allocates per request): the extractor then fails with a 500.
     let h = Harness::start_with(DrainLayer::new(CancellationToken::new()), None).await;
     let mut client = h.client(Proto::Http1).await;
@@ -593,7 +593,7 @@ both_protocols!(
     probe_requests_are_never_counted,
     liveness_path_stays_200_while_draining,
     exempt_path_is_served_while_draining_and_not_counted,
-    handler_extracts_the_drain_watch_from_extensions,
-    handler_admitted_during_the_handoff_sees_draining_in_its_drain_watch,
+    handler_extracts_the_tracker_from_extensions,
+    handler_admitted_during_the_handoff_sees_draining_in_its_tracker,
     streaming_handler_ends_its_stream_when_the_drain_starts,
 );

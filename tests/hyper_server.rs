@@ -120,7 +120,7 @@ impl Harness {
 
     /// `server_shutdown`: `None` keeps the server up until the test stops it.
     async fn start_with(layer: DrainLayer, server_shutdown: Option<CancellationToken>) -> Self {
-        let token = layer.tracker().token().clone();
+        let token = layer.token().clone();
         let calls = Arc::new(AtomicUsize::new(0));
         let (events_tx, events) = mpsc::unbounded_channel();
         let app = App {
@@ -443,12 +443,10 @@ async fn drained_waits_for_a_streaming_body(proto: Proto) {
     assert_eq!(next_data(&mut body).await.unwrap(), "one");
 
     h.token.cancel();
-    let stragglers = h
-        .tracker
-        .drained_timeout(Duration::from_millis(50))
+    tokio::time::timeout(Duration::from_millis(50), h.tracker.drained())
         .await
         .expect_err("drained() resolved while a stream was open");
-    assert_eq!(stragglers.in_flight(), 1);
+    assert_eq!(h.tracker.in_flight(), 1);
 
     sender.send_data(Bytes::from("two")).await.unwrap();
     drop(sender);
@@ -569,7 +567,7 @@ async fn inner_service_error_releases_the_guard(proto: Proto) {
 }
 
 // ---------------------------------------------------------------------------------------
-// drained(), drained_timeout()
+// drained()
 
 async fn drained_does_not_resolve_while_a_request_is_in_flight(proto: Proto) {
     let mut h = Harness::start().await;
@@ -582,11 +580,11 @@ async fn drained_does_not_resolve_while_a_request_is_in_flight(proto: Proto) {
         let tracker = h.tracker.clone();
         async move { tracker.drained().await }
     });
-    assert!(h
-        .tracker
-        .drained_timeout(Duration::from_millis(100))
-        .await
-        .is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), h.tracker.drained())
+            .await
+            .is_err()
+    );
     assert!(
         !waiter.is_finished(),
         "drained() resolved with a request in flight"
@@ -631,7 +629,7 @@ async fn drained_resolves_promptly_after_the_last_release(proto: Proto) {
     h.server.stop().await;
 }
 
-async fn drained_timeout_returns_the_straggler_count(proto: Proto) {
+async fn in_flight_counts_each_straggler_until_it_ends(proto: Proto) {
     let mut h = Harness::start().await;
     let first = h.client(proto).await;
     let second = another_client(&h, &first).await;
@@ -641,27 +639,21 @@ async fn drained_timeout_returns_the_straggler_count(proto: Proto) {
     let release_b = h.slow_started().await;
     h.token.cancel();
 
-    let err = h
-        .tracker
-        .drained_timeout(Duration::from_millis(30))
+    tokio::time::timeout(Duration::from_millis(30), h.tracker.drained())
         .await
         .expect_err("two requests are in flight");
-    assert_eq!(err.in_flight(), 2);
-    assert_eq!(err.timeout(), Duration::from_millis(30));
+    assert_eq!(h.tracker.in_flight(), 2);
 
     release_a.send(()).unwrap();
     within("a", a).await.unwrap().1.unwrap();
-    let err = h
-        .tracker
-        .drained_timeout(Duration::from_millis(30))
+    tokio::time::timeout(Duration::from_millis(30), h.tracker.drained())
         .await
         .expect_err("one request is in flight");
-    assert_eq!(err.in_flight(), 1);
+    assert_eq!(h.tracker.in_flight(), 1);
 
     release_b.send(()).unwrap();
     within("b", b).await.unwrap().1.unwrap();
-    h.tracker
-        .drained_timeout(WAIT)
+    tokio::time::timeout(WAIT, h.tracker.drained())
         .await
         .expect("nothing is in flight");
     h.server.stop().await;
@@ -723,7 +715,7 @@ both_protocols!(
     inner_service_error_releases_the_guard,
     drained_does_not_resolve_while_a_request_is_in_flight,
     drained_resolves_promptly_after_the_last_release,
-    drained_timeout_returns_the_straggler_count,
+    in_flight_counts_each_straggler_until_it_ends,
     many_drained_waiters_all_wake,
 );
 
@@ -826,12 +818,10 @@ async fn upgraded_connection_holding_a_tracker_guard_delays_drained_until_it_clo
         let tracker = h.tracker.clone();
         async move { tracker.drained().await }
     });
-    let err = h
-        .tracker
-        .drained_timeout(Duration::from_millis(50))
+    tokio::time::timeout(Duration::from_millis(50), h.tracker.drained())
         .await
         .expect_err("drained() resolved while the upgraded connection was open");
-    assert_eq!(err.in_flight(), 1);
+    assert_eq!(h.tracker.in_flight(), 1);
     // The upgraded connection still works during the drain.
     io.write_all(b"pong").await.unwrap();
     within("the echo", io.read_exact(&mut buf)).await.unwrap();

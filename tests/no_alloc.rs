@@ -300,12 +300,12 @@ fn request_admitted_during_the_handoff_grace_adds_zero_allocations() {
     assert_eq!(tracker.rejected_total(), 0);
 }
 
-/// `with_drain_watch` is opt-in because it allocates; this also shows the counter sees
+/// `with_tracker_extension` is opt-in because it allocates; this also shows the counter sees
 /// allocations made inside the layer.
 #[test]
-fn drain_watch_extension_allocates_a_fixed_number_per_request() {
+fn tracker_extension_allocates_a_fixed_number_per_request() {
     let token = CancellationToken::new();
-    let layer = DrainLayer::new(token.clone()).with_drain_watch();
+    let layer = DrainLayer::new(token.clone()).with_tracker_extension();
     let mut layered = layer.layer(Hello);
     let request = || hello::request();
 
@@ -313,8 +313,8 @@ fn drain_watch_extension_allocates_a_fixed_number_per_request() {
     let first = allocations_for_requests(&mut layered, 1, request, StatusCode::OK);
     let total = allocations_for_requests(&mut layered, REQUESTS, request, StatusCode::OK);
 
-    println!("with_drain_watch: {first} allocations for one request, {total} for {REQUESTS}");
-    // On a request without extensions: the extension map, its table, the boxed signal.
+    println!("with_tracker_extension: {first} allocations for one request, {total} for {REQUESTS}");
+    // On a request without extensions: the extension map, its table, the boxed tracker.
     assert!(
         (1..=3).contains(&first),
         "inserting the extension should cost 1 to 3 allocations, got {first}"

@@ -20,7 +20,7 @@ use http_body_util::BodyExt;
 use http_body_util::Empty;
 use tokio_util::sync::CancellationToken;
 use tower::{Layer, Service, ServiceExt};
-use tower_drain::{DrainLayer, DrainWatch};
+use tower_drain::{ConnectionTracker, DrainLayer};
 use tower_test::mock;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -83,11 +83,11 @@ impl Body for TestBody {
 type Respond = dyn Fn(&Request<Empty<Bytes>>) -> Result<Response<TestBody>, BoxError> + Send + Sync;
 
 /// An always-ready inner service that counts its calls, remembers the last request's
-/// `DrainWatch` extension, and answers with `respond`.
+/// `ConnectionTracker` extension, and answers with `respond`.
 #[derive(Clone)]
 struct Inner {
     calls: Arc<AtomicUsize>,
-    signal: Arc<Mutex<Option<DrainWatch>>>,
+    tracker: Arc<Mutex<Option<ConnectionTracker>>>,
     respond: Arc<Respond>,
 }
 
@@ -100,7 +100,7 @@ impl Inner {
     ) -> Self {
         Self {
             calls: Arc::default(),
-            signal: Arc::default(),
+            tracker: Arc::default(),
             respond: Arc::new(respond),
         }
     }
@@ -125,7 +125,7 @@ impl Service<Request<Empty<Bytes>>> for Inner {
 
     fn call(&mut self, request: Request<Empty<Bytes>>) -> Self::Future {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        *self.signal.lock().unwrap() = request.extensions().get::<DrainWatch>().cloned();
+        *self.tracker.lock().unwrap() = request.extensions().get::<ConnectionTracker>().cloned();
         ready((self.respond)(&request))
     }
 }
@@ -944,35 +944,35 @@ async fn exempt_path_is_served_while_draining_and_not_counted() {
 }
 
 // ---------------------------------------------------------------------------------------
-// DrainWatch extension
+// The tracker extension
 
 #[tokio::test]
-async fn with_drain_watch_puts_a_watch_in_request_extensions() {
+async fn with_tracker_extension_puts_the_tracker_in_request_extensions() {
     let (token, layer) = layer();
     let inner = Inner::ok();
-    let mut service = layer.with_drain_watch().layer(inner.clone());
+    let mut service = layer.with_tracker_extension().layer(inner.clone());
     service.call(get("/")).await.unwrap();
-    let signal = inner
-        .signal
+    let tracker = inner
+        .tracker
         .lock()
         .unwrap()
         .take()
-        .expect("no DrainWatch extension");
-    assert!(!signal.is_draining());
+        .expect("no ConnectionTracker extension");
+    assert!(!tracker.is_draining());
     token.cancel();
-    assert!(signal.is_draining());
-    tokio::time::timeout(Duration::from_secs(5), signal.draining())
+    assert!(tracker.is_draining());
+    tokio::time::timeout(Duration::from_secs(5), tracker.draining())
         .await
         .expect("draining() resolves once the token is cancelled");
 }
 
 #[tokio::test]
-async fn drain_watch_extension_is_off_by_default() {
+async fn tracker_extension_is_off_by_default() {
     let (_token, layer) = layer();
     let inner = Inner::ok();
     let mut service = layer.layer(inner.clone());
     service.call(get("/")).await.unwrap();
-    assert!(inner.signal.lock().unwrap().is_none());
+    assert!(inner.tracker.lock().unwrap().is_none());
 }
 
 // ---------------------------------------------------------------------------------------

@@ -171,13 +171,13 @@ fn several_waiters_all_wake_on_the_last_release() {
 }
 
 #[test]
-fn draining_signal_wakes_when_the_token_is_cancelled() {
+fn draining_wakes_when_the_token_is_cancelled() {
     loom::model(|| {
         let (token, tracker) = tracker();
-        let signal = tracker.watch();
+        let watcher = tracker.clone();
         let waiter = thread::spawn(move || {
-            block_on(signal.draining());
-            assert!(signal.is_draining());
+            block_on(watcher.draining());
+            assert!(watcher.is_draining());
         });
         token.cancel();
         waiter.join().unwrap();

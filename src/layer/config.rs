@@ -14,7 +14,8 @@ pub(crate) struct Config {
     /// Paths served while draining and never counted (metrics, admin).
     pub(crate) exempt_paths: Vec<Box<str>>,
     pub(crate) rejection: Rejection,
-    pub(crate) drain_watch: bool,
+    /// Insert the tracker into admitted requests' extensions.
+    pub(crate) tracker_extension: bool,
     /// Whether any path is answered or let through by the layer itself (readiness,
     /// liveness, exempt): if not, requests are not sorted by path at all.
     pub(crate) routes_by_path: bool,
@@ -50,7 +51,7 @@ impl Config {
             liveness_path: None,
             exempt_paths: Vec::new(),
             rejection: Rejection::default(),
-            drain_watch: false,
+            tracker_extension: false,
             routes_by_path: false,
             refused_body_limit: DEFAULT_REFUSED_BODY_LIMIT,
             refused_body_timeout: DEFAULT_REFUSED_BODY_TIMEOUT,

@@ -202,15 +202,16 @@ impl DrainLayer {
         self.configure(|c| c.rejection.set_message(message))
     }
 
-    /// Inserts a [`DrainWatch`](crate::DrainWatch) into the extensions of every admitted
-    /// request, so handlers can extract it (`Extension<DrainWatch>` in axum).
+    /// Inserts the [`ConnectionTracker`] into the extensions of every admitted request, so
+    /// handlers can extract it (`Extension<ConnectionTracker>` in axum) and end long streams
+    /// when the drain begins ([`ConnectionTracker::draining`]).
     ///
     /// Off by default: inserting an extension costs up to three allocations per request (the
     /// extension map, its table, the boxed value; measured in `tests/no_alloc.rs`). Handlers
-    /// can instead get a watch from [`ConnectionTracker::watch`] through application state.
+    /// can instead get the tracker ([`tracker`](Self::tracker)) through application state.
     #[must_use = "a builder method returns the configured layer"]
-    pub fn with_drain_watch(self) -> Self {
-        self.configure(|c| c.drain_watch = true)
+    pub fn with_tracker_extension(self) -> Self {
+        self.configure(|c| c.tracker_extension = true)
     }
 
     /// How much of a refused HTTP/1.x request's body the layer reads (and throws away) before
@@ -267,7 +268,10 @@ impl From<&DrainLayer> for ConnectionTracker {
     }
 }
 
-impl<S> Layer<S> for DrainLayer {
+/// `S: 'static`: the layer recognises a [`ReadinessService`](crate::ReadinessService) it wraps
+/// by its type (`TypeId`), which Rust gives only for `'static` types, as every tower service
+/// a server runs is.
+impl<S: 'static> Layer<S> for DrainLayer {
     type Service = Drain<S>;
 
     fn layer(&self, inner: S) -> Self::Service {

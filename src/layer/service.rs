@@ -1,5 +1,6 @@
 //! [`Drain`]: the middleware service that counts, refuses, and answers probes.
 
+use std::any::TypeId;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use crate::layer::future::{Cold, ResponseFuture};
 use crate::layer::probes::{liveness_response, readiness_response, ReadinessService};
 use crate::layer::refused_body::Discard;
 use crate::tracker::guard::InFlightGuard;
-use crate::tracker::Admit;
+use crate::tracker::state::Admit;
 
 /// Middleware that tracks in-flight requests and refuses new ones once admission has closed.
 ///
@@ -34,19 +35,19 @@ pub struct Drain<S> {
     config: Arc<Config>,
     /// The inner service said it was ready and has not been called since.
     inner_ready: bool,
-    /// Every request takes `prepare`: the layer sorts requests by path, inserts the drain
-    /// watch, or wraps a probe. Decided once, when the layer is applied.
+    /// Every request takes `prepare`: the layer sorts requests by path, inserts the tracker
+    /// extension, or wraps a probe. Decided once, when the layer is applied.
     slow: bool,
     /// The inner service is a [`ReadinessService`]: its requests pass uncounted, never refused.
     probe: bool,
 }
 
-impl<S> Drain<S> {
+impl<S: 'static> Drain<S> {
     pub(crate) fn new(inner: S, config: Arc<Config>) -> Self {
         // A readiness probe wrapped by the layer (mounted before `.layer(drain)` in axum)
         // must answer, not be counted and refused like a request: recognised here, once.
-        let probe = std::any::type_name::<S>() == std::any::type_name::<ReadinessService>();
-        let slow = probe || config.routes_by_path || config.drain_watch;
+        let probe = TypeId::of::<S>() == TypeId::of::<ReadinessService>();
+        let slow = probe || config.routes_by_path || config.tracker_extension;
         Self {
             inner,
             config,
@@ -55,7 +56,9 @@ impl<S> Drain<S> {
             probe,
         }
     }
+}
 
+impl<S> Drain<S> {
     /// Gets a reference to the inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -144,7 +147,7 @@ enum Prepared {
 }
 
 impl<S> Drain<S> {
-    /// Every request but the plain pass-through: probes and exempt paths, the drain watch,
+    /// Every request but the plain pass-through: probes and exempt paths, the tracker extension,
     /// an inner service that was not ready. Takes the request by reference, so that a request
     /// that goes on to the inner service is not moved twice.
     #[inline(never)]
@@ -167,8 +170,8 @@ impl<S> Drain<S> {
             Route::Liveness => return Prepared::Answer(liveness_response(request.method())),
             Route::Exempt => None,
         };
-        if guard.is_some() && config.drain_watch {
-            request.extensions_mut().insert(tracker.watch());
+        if guard.is_some() && config.tracker_extension {
+            request.extensions_mut().insert(tracker.clone());
         }
         if std::mem::take(&mut self.inner_ready) {
             Prepared::Call(guard)

@@ -16,8 +16,9 @@ use tokio::task::JoinSet;
 use tower_service::Service;
 
 use super::connection::Connection;
-use super::{BoxError, Options};
+use super::Options;
 use crate::tracker::ConnectionTracker;
+use crate::BoxError;
 
 /// The hyper-util builders for each protocol: the protocol is known before hyper sees the
 /// connection (see `protocol.rs`).

@@ -18,9 +18,10 @@ use super::accept::Builders;
 use super::leave::Leave;
 use super::linger::{linger, Lingering};
 use super::protocol::{detect, Protocol};
-use super::{BoxError, Options};
-use crate::tracker::connections::ConnectionGuard;
+use super::Options;
+use crate::connections::ConnectionGuard;
 use crate::tracker::ConnectionTracker;
+use crate::BoxError;
 
 /// What a connection's task and its service share.
 pub(super) struct ConnState {
@@ -81,7 +82,7 @@ where
             builders,
             options,
         } = self;
-        let guard = tracker.shared.connections.open(Some(peer));
+        let guard = tracker.registry().open(Some(peer));
         let accepted_announced = !tracker.is_ready();
         let _ = stream.set_nodelay(true);
         // A client that says nothing within the header timeout is closed: it was never served.

@@ -92,15 +92,13 @@ use tokio::net::TcpListener;
 use tower_service::Service;
 
 use crate::tracker::ConnectionTracker;
-use crate::DrainLayer;
+use crate::{BoxError, DrainLayer};
 
 mod accept;
 mod connection;
 mod leave;
 mod linger;
 mod protocol;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Serves `service` on `listener`, draining with `drain`'s tracker: see the
 /// [module docs](self) for what it does at each moment of a shutdown.

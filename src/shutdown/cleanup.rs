@@ -4,7 +4,6 @@
 
 use std::any::Any;
 use std::borrow::Cow;
-use std::error::Error;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -14,8 +13,7 @@ use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-/// The error a cleanup hook returns: any error, boxed (`?` converts into it).
-pub type BoxError = Box<dyn Error + Send + Sync + 'static>;
+use crate::BoxError;
 
 type HookFuture = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 'static>>;
 type HookFn = Box<dyn FnOnce() -> HookFuture + Send + 'static>;

@@ -92,13 +92,14 @@ pub use builder::{
     ShutdownBuilder, DEFAULT_DRAIN_TIMEOUT, DEFAULT_NOTICE_PERIOD, DEFAULT_OVERALL_TIMEOUT,
     DEFAULT_TASKS_TIMEOUT,
 };
-pub use cleanup::{BoxError, HookOutcome, HookReport};
+pub use cleanup::{HookOutcome, HookReport};
 pub use error::ShutdownConfigError;
 pub use report::{Phase, PhaseTiming, ShutdownReport};
 pub use servers::{ServerOutcome, ServerReport};
 pub use trigger::{ShutdownHandle, ShutdownTrigger, Signal};
 
 use crate::tracker::ConnectionTracker;
+use crate::BoxError;
 use cleanup::Hook;
 use sequence::Plan;
 use trigger::Triggers;

@@ -9,7 +9,8 @@ use tokio::time::Instant;
 use super::cleanup::{HookOutcome, HookReport};
 use super::servers::ServerReport;
 use super::trigger::{ShutdownTrigger, Signal};
-use crate::tracker::connections::{ConnectionCounts, OpenConnection};
+#[cfg(feature = "serve")]
+use crate::connections::{ConnectionCounts, OpenConnection};
 use crate::tracker::ConnectionTracker;
 
 /// The phases of the shutdown sequence, in order.
@@ -73,10 +74,14 @@ pub struct ShutdownReport {
     /// within the drain deadline, failed, or was cut with connections still open.
     pub servers: Vec<ServerReport>,
     /// The connections [`serve`](crate::serve()) owned: accepted, told to leave, closed, cut.
+    #[cfg(feature = "serve")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serve")))]
     pub connections: ConnectionCounts,
     /// The connections still open when the servers were cut (at the drain deadline, or by a
     /// forced exit), each with the last request it delivered: the responses that may be
     /// unfinished.
+    #[cfg(feature = "serve")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serve")))]
     pub connections_cut: Vec<OpenConnection>,
     /// Background tasks still running when they were cancelled.
     pub tasks_running: usize,
@@ -192,16 +197,19 @@ impl fmt::Display for ShutdownReport {
                 _ => writeln!(f)?,
             }
         }
-        let c = &self.connections;
-        if c.accepted > 0 {
-            writeln!(
-                f,
-                "  connections: {} accepted, {} told to leave, {} closed, {} cut",
-                c.accepted, c.told_to_leave, c.closed, c.cut
-            )?;
-        }
-        for connection in &self.connections_cut {
-            writeln!(f, "  cut: {connection}")?;
+        #[cfg(feature = "serve")]
+        {
+            let c = &self.connections;
+            if c.accepted > 0 {
+                writeln!(
+                    f,
+                    "  connections: {} accepted, {} told to leave, {} closed, {} cut",
+                    c.accepted, c.told_to_leave, c.closed, c.cut
+                )?;
+            }
+            for connection in &self.connections_cut {
+                writeln!(f, "  cut: {connection}")?;
+            }
         }
         write!(f, "  tasks: {} running at cancel", self.tasks_running)?;
         if self.tasks_aborted.is_empty() {
@@ -248,6 +256,7 @@ pub(crate) struct Progress {
     /// When the drain phase began.
     drain_started: Option<Instant>,
     pub(crate) servers: Vec<ServerReport>,
+    #[cfg(feature = "serve")]
     pub(crate) connections_cut: Vec<OpenConnection>,
     pub(crate) tasks_running: usize,
     pub(crate) tasks_aborted: Vec<String>,
@@ -274,6 +283,7 @@ impl Progress {
             drain_result: None,
             drain_started: None,
             servers: Vec::new(),
+            #[cfg(feature = "serve")]
             connections_cut: Vec::new(),
             tasks_running: 0,
             tasks_aborted: Vec::new(),
@@ -381,7 +391,9 @@ impl Progress {
             tasks_running: self.tasks_running,
             tasks_aborted: self.tasks_aborted,
             servers: self.servers,
+            #[cfg(feature = "serve")]
             connections: tracker.connections(),
+            #[cfg(feature = "serve")]
             connections_cut: self.connections_cut,
             hooks,
             phases: self.phases,

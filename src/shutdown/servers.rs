@@ -14,7 +14,8 @@ use tokio::runtime::Handle;
 use tokio::task::{JoinError, JoinHandle};
 use tokio::time::Instant;
 
-use super::cleanup::{panic_message, BoxError};
+use super::cleanup::panic_message;
+use crate::BoxError;
 
 pub(crate) struct Servers {
     entries: Vec<Server>,

@@ -13,7 +13,7 @@ const NOTICE: Duration = Duration::from_secs(5);
 const DRAIN: Duration = Duration::from_secs(10);
 const TASKS: Duration = Duration::from_secs(3);
 const OVERALL: Duration = Duration::from_secs(25);
-const GRACE: Duration = crate::tracker::DEFAULT_HANDOFF_GRACE;
+const GRACE: Duration = crate::tracker::state::DEFAULT_HANDOFF_GRACE;
 
 /// A builder with known durations (and no OS signals: tests share one process).
 fn builder(drain: &DrainLayer) -> ShutdownBuilder {

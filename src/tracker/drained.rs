@@ -9,34 +9,76 @@ use pin_project_lite::pin_project;
 
 use crate::loom::sync::Notified;
 use crate::loom::time::{sleep_until, Sleep};
-use crate::tracker::{Progress, Shared};
+use crate::tracker::state::{DrainStage, Shared};
+
+/// The state a [`WaitFor`] waits for.
+#[derive(Debug, Clone, Copy)]
+enum Until {
+    /// The drain has begun.
+    Draining,
+    /// Readiness fails: shutdown announced, or draining.
+    #[cfg(feature = "serve")]
+    Announced,
+    /// Admission has closed and nothing is in flight.
+    Drained,
+}
+
+impl Until {
+    /// Where the wait stands: done, waiting for a wake-up, or (the handoff grace) waiting for
+    /// a wake-up or an instant, whichever comes first.
+    fn stage(self, shared: &Shared) -> DrainStage {
+        let done = match self {
+            Self::Draining => shared.is_draining(),
+            #[cfg(feature = "serve")]
+            Self::Announced => !shared.is_ready(),
+            Self::Drained => return shared.stage(),
+        };
+        if done {
+            DrainStage::Drained
+        } else {
+            DrainStage::Waiting
+        }
+    }
+}
 
 pin_project! {
-    /// Waits until `done` holds. The `Notified` is always created before `done` is checked,
-    /// and a `Notified` receives every `notify_waiters` issued after its creation, so the
-    /// wake-up that makes `done` true cannot fall between the check and the wait.
+    /// The one wait loop. The `Notified` is always created before the state is checked, and a
+    /// `Notified` receives every `notify_waiters` issued after its creation, so the wake-up
+    /// that brings the state cannot fall between the check and the wait.
     struct WaitFor<'a> {
         #[pin]
         notified: Notified<'a>,
         shared: &'a Shared,
-        done: fn(&Shared) -> bool,
+        until: Until,
+        // The end of the handoff grace, armed only while nothing is in flight and admission
+        // is still open: the one moment no wake-up would come by itself.
+        grace: Option<Pin<Box<Sleep>>>,
     }
 }
 
 impl<'a> WaitFor<'a> {
-    fn new(shared: &'a Shared, done: fn(&Shared) -> bool) -> Self {
+    fn new(shared: &'a Shared, until: Until) -> Self {
         Self {
             notified: shared.notified(),
             shared,
-            done,
+            until,
+            grace: None,
         }
     }
 
     fn poll_wait(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let mut me = self.project();
         loop {
-            if (me.done)(me.shared) {
-                return Poll::Ready(());
+            match me.until.stage(me.shared) {
+                DrainStage::Drained => return Poll::Ready(()),
+                DrainStage::Grace(end) => {
+                    let sleep = me.grace.get_or_insert_with(|| Box::pin(sleep_until(end)));
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        me.shared.grace_ended();
+                        continue;
+                    }
+                }
+                DrainStage::Waiting => {}
             }
             ready!(me.notified.as_mut().poll(cx));
             // Woken, but the state may not be the one we wait for (draining started while
@@ -54,21 +96,14 @@ pin_project! {
     #[must_use = "futures do nothing unless polled"]
     pub struct Drained<'a> {
         #[pin]
-        notified: Notified<'a>,
-        shared: &'a Shared,
-        // The end of the handoff grace, armed only while nothing is in flight and admission
-        // is still open: the one moment no wake-up would come by itself.
-        grace: Option<Pin<Box<Sleep>>>,
+        wait: WaitFor<'a>,
     }
 }
 
 impl<'a> Drained<'a> {
     pub(crate) fn new(shared: &'a Shared) -> Self {
         Self {
-            // Created before the state is first checked: see `WaitFor`.
-            notified: shared.notified(),
-            shared,
-            grace: None,
+            wait: WaitFor::new(shared, Until::Drained),
         }
     }
 }
@@ -77,24 +112,7 @@ impl Future for Drained<'_> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut me = self.project();
-        loop {
-            match me.shared.progress() {
-                Progress::Drained => return Poll::Ready(()),
-                Progress::Grace(end) => {
-                    let sleep = me.grace.get_or_insert_with(|| Box::pin(sleep_until(end)));
-                    if sleep.as_mut().poll(cx).is_ready() {
-                        me.shared.grace_ended();
-                        continue;
-                    }
-                }
-                Progress::Waiting => {}
-            }
-            ready!(me.notified.as_mut().poll(cx));
-            // Woken, but the state may not be the one we wait for (draining started while
-            // requests were in flight): register again before checking again.
-            me.notified.set(me.shared.notified());
-        }
+        self.project().wait.poll_wait(cx)
     }
 }
 
@@ -105,8 +123,7 @@ impl fmt::Debug for Drained<'_> {
 }
 
 pin_project! {
-    /// Future returned by [`ConnectionTracker::draining`](crate::ConnectionTracker::draining)
-    /// and [`DrainWatch::draining`](crate::DrainWatch::draining).
+    /// Future returned by [`ConnectionTracker::draining`](crate::ConnectionTracker::draining).
     ///
     /// Resolves once draining has started (the token was cancelled).
     #[must_use = "futures do nothing unless polled"]
@@ -119,7 +136,7 @@ pin_project! {
 impl<'a> Draining<'a> {
     pub(crate) fn new(shared: &'a Shared) -> Self {
         Self {
-            wait: WaitFor::new(shared, Shared::is_draining),
+            wait: WaitFor::new(shared, Until::Draining),
         }
     }
 
@@ -127,7 +144,7 @@ impl<'a> Draining<'a> {
     #[cfg(feature = "serve")]
     pub(crate) fn announced(shared: &'a Shared) -> Self {
         Self {
-            wait: WaitFor::new(shared, |shared| !shared.is_ready()),
+            wait: WaitFor::new(shared, Until::Announced),
         }
     }
 }

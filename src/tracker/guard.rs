@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::tracker::Shared;
+use crate::tracker::state::Shared;
 
 /// Keeps one request (or other unit of work) counted as in flight until it is dropped.
 ///

@@ -14,7 +14,7 @@ use std::task::{Context, Wake, Waker};
 
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use crate::tracker::Shared;
+use crate::tracker::state::Shared;
 
 pub(crate) struct TokenWatch {
     shared: Weak<Shared>,

@@ -69,12 +69,13 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     if drain {
-        if let Err(stragglers) = layer
-            .tracker()
-            .drained_timeout(Duration::from_secs(5))
+        let tracker = layer.tracker();
+        if tokio::time::timeout(Duration::from_secs(5), tracker.drained())
             .await
+            .is_err()
         {
-            eprintln!("bench_server: {stragglers}");
+            let left = tracker.in_flight();
+            eprintln!("bench_server: drain did not finish within 5s: {left} still in flight");
         }
     }
     ExitCode::SUCCESS

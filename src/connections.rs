@@ -1,13 +1,14 @@
-//! The server's connections, as the tracker sees them: [`serve`](crate::serve()) registers each
-//! connection it owns, so that the shutdown report can say how many were open, told to
-//! leave, closed, or cut at the deadline, and name what each cut connection was answering.
+//! The registry of [`serve`](crate::serve())'s connections: `serve` registers each connection
+//! it owns, so that the shutdown report can say how many were open, told to leave, closed, or
+//! cut at the deadline, and name what each cut connection was answering. It hangs off the
+//! tracker (the one thing `serve` and `Shutdown` share), and exists only with the `serve`
+//! feature.
 //!
 //! Registration happens once per connection (a lock on open and close); per request, only
 //! the connection's own record of its last request head is written.
 
-// `serve` fills the registry and `Shutdown` reads it: with either feature off, part of it is
-// unused.
-#![cfg_attr(not(all(feature = "serve", feature = "shutdown")), allow(dead_code))]
+// `serve` fills the registry and `Shutdown` reads it: without `shutdown`, part of it is unused.
+#![cfg_attr(not(feature = "shutdown"), allow(dead_code))]
 
 use std::collections::HashMap;
 use std::fmt;
