@@ -117,7 +117,7 @@ where
         // (the cold state), so the future is built here by a few stores either way, not copied
         // out of a callee's return slot.
         let guard = if !self.slow && self.inner_ready {
-            match self.config.tracker.shared.admit(Admit::Request) {
+            match self.config.tracker.admit(Admit::Request) {
                 Some(guard) => Some(guard),
                 None => return ResponseFuture::cold(self.config.refuse(request)),
             }
@@ -160,7 +160,7 @@ impl<S> Drain<S> {
             config.route(request.uri().path())
         };
         let guard = match route {
-            Route::Counted => match tracker.shared.admit(Admit::Request) {
+            Route::Counted => match tracker.admit(Admit::Request) {
                 Some(guard) => Some(guard),
                 None => return Prepared::Refuse,
             },

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::tracker::state::Shared;
+use crate::tracker::state::{Admit, Shared};
 
 /// Keeps one request (or other unit of work) counted as in flight until it is dropped.
 ///
@@ -34,9 +34,16 @@ pub struct InFlightGuard {
 }
 
 impl InFlightGuard {
+    /// Admits one unit of work: its guard, or `None` if it must be refused.
     #[inline]
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+    pub(crate) fn admit(shared: &Arc<Shared>, what: Admit) -> Option<Self> {
+        if shared.admit(what) {
+            Some(Self {
+                shared: Arc::clone(shared),
+            })
+        } else {
+            None
+        }
     }
 
     #[inline]

@@ -180,7 +180,13 @@ impl ConnectionTracker {
     /// The work counts until the returned guard is dropped.
     #[must_use = "the work is counted only while the guard is alive"]
     pub fn guard(&self) -> Option<InFlightGuard> {
-        self.shared.admit(Admit::Work)
+        self.admit(Admit::Work)
+    }
+
+    /// Admits a request (the layer) or other work ([`guard`](Self::guard)).
+    #[inline]
+    pub(crate) fn admit(&self, what: Admit) -> Option<InFlightGuard> {
+        InFlightGuard::admit(&self.shared, what)
     }
 
     /// Waits until admission has closed **and** nothing is in flight.
@@ -336,11 +342,11 @@ mod tests {
     fn requests_are_admitted_during_the_handoff_grace_and_refused_once_closed() {
         let (token, tracker) = tracker();
         token.cancel();
-        let request = tracker.shared.admit(Admit::Request);
+        let request = tracker.admit(Admit::Request);
         assert!(request.is_some(), "the protocol's handoff is served");
         assert!(tracker.guard().is_none(), "no new non-request work");
         tracker.close();
-        assert!(tracker.shared.admit(Admit::Request).is_none());
+        assert!(tracker.admit(Admit::Request).is_none());
         assert_eq!(tracker.in_flight(), 1);
         assert!(!tracker.is_drained(), "the handoff is still in flight");
         drop(request);
@@ -354,7 +360,7 @@ mod tests {
         tracker.shared.set_grace(Duration::ZERO);
         token.cancel();
         assert!(tracker.is_closed());
-        assert!(tracker.shared.admit(Admit::Request).is_none());
+        assert!(tracker.admit(Admit::Request).is_none());
         assert!(tracker.is_drained());
     }
 
@@ -363,14 +369,9 @@ mod tests {
         let (token, tracker) = tracker();
         token.cancel();
         tokio::time::sleep(DEFAULT_HANDOFF_GRACE - Duration::from_millis(1)).await;
-        drop(
-            tracker
-                .shared
-                .admit(Admit::Request)
-                .expect("within the grace"),
-        );
+        drop(tracker.admit(Admit::Request).expect("within the grace"));
         tokio::time::sleep(Duration::from_millis(1)).await;
-        assert!(tracker.shared.admit(Admit::Request).is_none());
+        assert!(tracker.admit(Admit::Request).is_none());
         assert!(tracker.is_closed());
     }
 
@@ -382,7 +383,7 @@ mod tests {
         tracker.drained().await;
         assert_eq!(started.elapsed(), DEFAULT_HANDOFF_GRACE);
         assert!(
-            tracker.shared.admit(Admit::Request).is_none(),
+            tracker.admit(Admit::Request).is_none(),
             "nothing after drained()"
         );
     }

@@ -20,8 +20,7 @@ use tokio_util::sync::CancellationToken;
 #[cfg(feature = "serve")]
 use crate::connections::Connections;
 use crate::loom::sync::{AtomicU64, AtomicUsize, Notify, Ordering};
-use crate::tracker::guard::InFlightGuard;
-use crate::tracker::token_watch::TokenWatch;
+use crate::tracker::token_watch::{OnCancel, TokenWatch};
 
 /// Bit set once the token is cancelled: the drain has begun, readiness fails, no new
 /// [`guard`](crate::ConnectionTracker::guard) is given out. Never cleared.
@@ -57,7 +56,7 @@ pub(crate) struct Shared {
     pub(super) connections: Arc<Connections>,
     pub(super) token: CancellationToken,
     /// Keeps the registration on the token alive; cancelled (and the cycle broken) on drop.
-    pub(super) watch: Arc<TokenWatch>,
+    pub(super) watch: Arc<TokenWatch<Shared>>,
 }
 
 impl Shared {
@@ -152,12 +151,14 @@ impl Shared {
         self.notify.notified()
     }
 
-    /// Admits one unit of work, or returns `None` if it must be refused.
+    /// Admits one unit of work (counts it), or returns `false` if it must be refused. The
+    /// caller holds what it admitted as an [`InFlightGuard`](crate::InFlightGuard), whose drop
+    /// calls [`release`](Self::release).
     ///
     /// The pass-through cost (not draining): one load, one `fetch_add` on the state, one on
-    /// the admitted counter, one `Arc` clone. No lock, no allocation.
+    /// the admitted counter (and the guard's `Arc` clone). No lock, no allocation.
     #[inline]
-    pub(crate) fn admit(self: &Arc<Self>, what: Admit) -> Option<InFlightGuard> {
+    pub(crate) fn admit(&self, what: Admit) -> bool {
         // Relaxed: only picks the path; the read-modify-write below decides.
         if self.state.load(Ordering::Relaxed) & DRAINING != 0 {
             return self.admit_while_draining(what);
@@ -168,7 +169,7 @@ impl Shared {
     /// Admission once the drain has begun: requests until admission closes, nothing else.
     #[cold]
     #[inline(never)]
-    fn admit_while_draining(self: &Arc<Self>, what: Admit) -> Option<InFlightGuard> {
+    fn admit_while_draining(&self, what: Admit) -> bool {
         if what == Admit::Work || self.is_closed() {
             return self.refuse();
         }
@@ -180,7 +181,7 @@ impl Shared {
     }
 
     #[inline]
-    fn add_one(self: &Arc<Self>, what: Admit) -> Option<InFlightGuard> {
+    fn add_one(&self, what: Admit) -> bool {
         // Relaxed is enough: all updates of `state` are read-modify-writes on one atomic, so
         // they are totally ordered. Either this increment comes before the refusing bit in
         // that order (then `drained()` cannot see a zero count until the guard is released),
@@ -198,20 +199,20 @@ impl Shared {
             return self.refuse();
         }
         self.admitted.fetch_add(1, Ordering::Relaxed);
-        Some(InFlightGuard::new(Arc::clone(self)))
+        true
     }
 
     #[cold]
-    fn refuse(&self) -> Option<InFlightGuard> {
+    fn refuse(&self) -> bool {
         self.rejected.fetch_add(1, Ordering::Relaxed);
-        None
+        false
     }
 
     /// Releases one unit of work. Called exactly once per admission, by the guard's `Drop`.
     #[inline]
     pub(crate) fn release(&self) {
         // Release: publishes the request's effects to the waiter that sees the count reach
-        // zero with its Acquire load (`progress`).
+        // zero with its Acquire load (`stage`).
         let prev = self.state.fetch_sub(ONE, Ordering::Release);
         if prev & DRAINING != 0 && prev < 2 * ONE {
             // The last one out while draining: waiters either resolve or start the rest of
@@ -240,7 +241,7 @@ impl Shared {
     }
 
     /// The drain begins (the token was cancelled). With a zero grace admission closes at once.
-    pub(crate) fn start_draining(&self) {
+    fn start_draining(&self) {
         // Recorded before `DRAINING` is set, whose Release publishes it.
         self.drain_started.get_or_init(Instant::now);
         let mut flags = DRAINING | UNREADY;
@@ -287,6 +288,12 @@ impl Shared {
     #[inline(never)]
     fn notify_now(&self) {
         self.notify.notify_waiters();
+    }
+}
+
+impl OnCancel for Shared {
+    fn cancelled(&self) {
+        self.start_draining();
     }
 }
 

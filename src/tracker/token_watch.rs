@@ -14,16 +14,21 @@ use std::task::{Context, Wake, Waker};
 
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use crate::tracker::state::Shared;
+/// What the watch tells when the token is cancelled (the tracker's state).
+pub(crate) trait OnCancel: Send + Sync + 'static {
+    /// The token was cancelled: called once, on the cancelling thread.
+    fn cancelled(&self);
+}
 
-pub(crate) struct TokenWatch {
-    shared: Weak<Shared>,
+pub(crate) struct TokenWatch<T> {
+    /// Weak: the state owns the watch, not the other way round.
+    shared: Weak<T>,
     /// `None` once the token fired or the tracker was dropped.
     future: Mutex<Option<Pin<Box<WaitForCancellationFutureOwned>>>>,
 }
 
-impl TokenWatch {
-    pub(crate) fn new(token: CancellationToken, shared: Weak<Shared>) -> Arc<Self> {
+impl<T: OnCancel> TokenWatch<T> {
+    pub(crate) fn new(token: CancellationToken, shared: Weak<T>) -> Arc<Self> {
         Arc::new(Self {
             shared,
             future: Mutex::new(Some(Box::pin(token.cancelled_owned()))),
@@ -49,7 +54,7 @@ impl TokenWatch {
         };
         if fired {
             if let Some(shared) = self.shared.upgrade() {
-                shared.start_draining();
+                shared.cancelled();
             }
         }
     }
@@ -61,7 +66,7 @@ impl TokenWatch {
     }
 }
 
-impl Wake for TokenWatch {
+impl<T: OnCancel> Wake for TokenWatch<T> {
     fn wake(self: Arc<Self>) {
         self.poll_token();
     }
