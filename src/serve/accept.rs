@@ -7,60 +7,38 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
-use tower_service::Service;
 
-use super::connection::Connection;
-use super::Options;
+use super::connection::serve_connection;
+use super::options::{Builders, Options};
+use super::service::HttpService;
 use crate::tracker::ConnectionTracker;
-use crate::BoxError;
 
-/// The hyper-util builders for each protocol: the protocol is known before hyper sees the
-/// connection (see `protocol.rs`).
-pub(super) struct Builders {
-    pub(super) http1: auto::Builder<TokioExecutor>,
-    pub(super) http2: auto::Builder<TokioExecutor>,
-}
-
-impl Builders {
-    fn new(options: &Options) -> Self {
-        let mut http1 = auto::Builder::new(TokioExecutor::new()).http1_only();
-        http1
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(options.header_read_timeout);
-        let mut http2 = auto::Builder::new(TokioExecutor::new()).http2_only();
-        http2
-            .http2()
-            .timer(TokioTimer::new())
-            .keep_alive_interval(options.keep_alive_interval)
-            .keep_alive_timeout(options.keep_alive_timeout)
-            .max_concurrent_streams(options.max_concurrent_streams);
-        Self { http1, http2 }
-    }
-}
-
-pub(super) async fn run<S, B>(
+/// Accepts on `listener` until the drain begins, takes the connections queued in its backlog,
+/// then waits for every connection to close.
+pub(super) async fn run<S: HttpService>(
     listener: TcpListener,
     tracker: ConnectionTracker,
     service: S,
     options: Options,
-) -> io::Result<()>
-where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
-    let builders = Arc::new(Builders::new(&options));
-    let options = Arc::new(options);
+) -> io::Result<()> {
+    // Serves one accepted connection: its future, spawned into `connections`.
+    let serve = {
+        let tracker = tracker.clone();
+        let builders = Arc::new(Builders::new(&options));
+        let options = Arc::new(options);
+        move |(stream, peer): (TcpStream, SocketAddr)| {
+            serve_connection(
+                stream,
+                peer,
+                tracker.clone(),
+                service.clone(),
+                Arc::clone(&builders),
+                Arc::clone(&options),
+            )
+        }
+    };
     let mut connections = JoinSet::new();
     {
         let draining = tracker.draining();
@@ -70,8 +48,8 @@ where
                 biased;
                 () = &mut draining => break,
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        spawn(&mut connections, stream, peer, &tracker, &service, &builders, &options)
+                    Ok(accepted) => {
+                        connections.spawn(serve(accepted));
                     }
                     // Out of file descriptors and the like: the listener itself is fine.
                     // Wait instead of spinning, and go on.
@@ -86,16 +64,8 @@ where
     // The drain has begun: stop accepting. Connections already in the listen backlog were sent
     // before the load balancer knew; closing the listener would make the kernel reset them,
     // so they are taken and served (each told to leave at once).
-    for (stream, peer) in take_backlog(listener) {
-        spawn(
-            &mut connections,
-            stream,
-            peer,
-            &tracker,
-            &service,
-            &builders,
-            &options,
-        );
+    for accepted in take_backlog(listener) {
+        connections.spawn(serve(accepted));
     }
     // Each connection says goodbye by itself.
     while connections.join_next().await.is_some() {}
@@ -139,34 +109,6 @@ fn take_backlog(listener: TcpListener) -> Vec<(TcpStream, SocketAddr)> {
         }
     }
     taken
-}
-
-/// Serves one accepted connection in its own task.
-fn spawn<S, B>(
-    connections: &mut JoinSet<()>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    tracker: &ConnectionTracker,
-    service: &S,
-    builders: &Arc<Builders>,
-    options: &Arc<Options>,
-) where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
-    let connection = Connection::new(
-        stream,
-        peer,
-        tracker.clone(),
-        service.clone(),
-        Arc::clone(builders),
-        Arc::clone(options),
-    );
-    connections.spawn(connection.run());
 }
 
 #[cfg(test)]

@@ -1,209 +1,133 @@
-//! One connection's life: detect its protocol, serve it, and tell it to leave at the right
-//! moment (the announce, its first request after the announce, its maximum age, the drain).
+//! One connection's life: detect its protocol, serve it, tell it to leave when its
+//! [`Lifecycle`] says so (the announce, its first request after the announce, its maximum
+//! age, the drain), then close it with a linger.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::pin::pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
-use tower_service::Service;
 
-use super::accept::Builders;
 use super::leave::Leave;
+use super::lifecycle::{Action, Event, Lifecycle};
 use super::linger::{linger, Lingering};
+use super::options::{Builders, Options};
 use super::protocol::{detect, Protocol};
-use super::Options;
-use crate::connections::ConnectionGuard;
+use super::service::HttpService;
+use super::state::ConnState;
 use crate::tracker::ConnectionTracker;
-use crate::BoxError;
 
-/// What a connection's task and its service share.
-pub(super) struct ConnState {
-    pub(super) guard: ConnectionGuard,
-    pub(super) protocol: Protocol,
-    pub(super) tracker: ConnectionTracker,
-    /// Set once the connection must leave for its own reason (its maximum age): HTTP/1.x
-    /// responses carry `Connection: close` from then on. (The announce is read from the
-    /// tracker.)
-    pub(super) leave: AtomicBool,
-    /// Signalled on the connection's first request.
-    pub(super) first_request: Notify,
-    pub(super) had_request: AtomicBool,
-}
+/// How long, once the drain has begun, a connection that has not sent a request yet is given
+/// for its first one (a request already on the wire), before it is closed.
+const LATE_FIRST_REQUEST: Duration = Duration::from_secs(1);
 
-pub(super) struct Connection<S> {
+/// Serves one accepted connection until it closes, counted in `tracker`'s registry.
+pub(super) async fn serve_connection<S: HttpService>(
     stream: TcpStream,
     peer: SocketAddr,
     tracker: ConnectionTracker,
     service: S,
     builders: Arc<Builders>,
     options: Arc<Options>,
-}
+) {
+    let guard = tracker.registry().open(Some(peer));
+    let during_notice = !tracker.is_ready();
+    let _ = stream.set_nodelay(true);
+    let Some(protocol) = detect_protocol(&stream, &tracker, options.header_read_timeout).await
+    else {
+        guard.finished();
+        return;
+    };
+    let state = Arc::new(ConnState::new(guard, protocol, tracker.clone()));
+    let builder = match protocol {
+        Protocol::Http1 => &builders.http1,
+        Protocol::Http2 => &builders.http2,
+    };
+    let service = TowerToHyperService::new(Leave::new(service, Arc::clone(&state)));
+    let (io, returned) = Lingering::new(stream);
+    // Boxed, so that it can be dropped (giving the socket back) before the task lingers.
+    let mut connection =
+        Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
 
-impl<S, B> Connection<S>
-where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
-    pub(super) fn new(
-        stream: TcpStream,
-        peer: SocketAddr,
-        tracker: ConnectionTracker,
-        service: S,
-        builders: Arc<Builders>,
-        options: Arc<Options>,
-    ) -> Self {
-        Self {
-            stream,
-            peer,
-            tracker,
-            service,
-            builders,
-            options,
+    let mut life = Lifecycle::new(protocol, during_notice);
+    let mut draining = pin!(tracker.draining());
+    let mut announced = pin!(tracker.announced());
+    // The timers fire once: each is disarmed (set to never) when it fires.
+    let mut age_timer = pin!(sleep_or_never(options.max_connection_age.map(jittered)));
+    let mut grace_timer = pin!(sleep_or_never(None));
+    let mut late_timer = pin!(sleep_or_never(None));
+    loop {
+        let event = tokio::select! {
+            biased;
+            // Closed by either side, or failed: it ended by itself.
+            _ = connection.as_mut() => break,
+            () = &mut draining, if life.awaits(Event::Drain) => Event::Drain,
+            () = &mut late_timer => {
+                late_timer.set(sleep_or_never(None));
+                Event::LateFirstRequestDue
+            }
+            () = &mut announced, if life.awaits(Event::Announce) => Event::Announce,
+            () = state.first_request.notified(), if life.awaits(Event::FirstRequest) => {
+                Event::FirstRequest
+            }
+            () = &mut age_timer => {
+                age_timer.set(sleep_or_never(None));
+                // HTTP/1.x: `Leave` puts `Connection: close` on its responses from now on.
+                state.leave.store(true, Ordering::Relaxed);
+                if let Some(grace) = options.max_connection_age_grace {
+                    grace_timer.set(sleep_or_never(Some(grace)));
+                }
+                Event::Aged
+            }
+            // Past its age and its grace: closed with whatever is still in flight.
+            () = &mut grace_timer => break,
+        };
+        match life.on(event, state.had_request()) {
+            Action::Wait => {}
+            Action::TellToLeave => {
+                connection.as_mut().graceful_shutdown();
+                state.guard.told_to_leave();
+            }
+            Action::AwaitLateFirstRequest => {
+                late_timer.set(sleep_or_never(Some(LATE_FIRST_REQUEST)));
+            }
+            Action::CloseUnserved => connection.as_mut().graceful_shutdown(),
         }
     }
-
-    pub(super) async fn run(self) {
-        let Self {
-            stream,
-            peer,
-            tracker,
-            service,
-            builders,
-            options,
-        } = self;
-        let guard = tracker.registry().open(Some(peer));
-        let accepted_announced = !tracker.is_ready();
-        let _ = stream.set_nodelay(true);
-        // A client that says nothing within the header timeout is closed: it was never served.
-        // Once the drain has begun it gets `LATE_FIRST_REQUEST` more at most: its first bytes
-        // may be on the wire, and closing now would answer them with a reset.
-        let detected = tokio::select! {
-            detected = tokio::time::timeout(options.header_read_timeout, detect(&stream)) => detected,
-            () = async {
-                tracker.draining().await;
-                tokio::time::sleep(LATE_FIRST_REQUEST).await;
-            } => Ok(Ok(None)),
-        };
-        let protocol = match detected {
-            Ok(Ok(Some(protocol))) => protocol,
-            Ok(Ok(None) | Err(_)) | Err(_) => {
-                guard.finished();
-                return;
-            }
-        };
-        let state = Arc::new(ConnState {
-            guard,
-            protocol,
-            tracker: tracker.clone(),
-            leave: AtomicBool::new(false),
-            first_request: Notify::new(),
-            had_request: AtomicBool::new(false),
-        });
-        let builder = match protocol {
-            Protocol::Http1 => &builders.http1,
-            Protocol::Http2 => &builders.http2,
-        };
-        let service = TowerToHyperService::new(Leave::new(service, Arc::clone(&state)));
-        let (io, returned) = Lingering::new(stream);
-        // Boxed, so that it can be dropped (giving the socket back) before the task lingers.
-        let mut connection =
-            Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
-
-        let age = options.max_connection_age.map(jittered);
-        let mut age_timer = std::pin::pin!(sleep_or_never(age));
-        let mut grace_timer = std::pin::pin!(sleep_or_never(None));
-        let mut late_timer = std::pin::pin!(sleep_or_never(None));
-        let mut announced = std::pin::pin!(tracker.announced());
-        let mut draining = std::pin::pin!(tracker.draining());
-        let (mut saw_announce, mut saw_drain, mut aged, mut told) = (false, false, false, false);
-        let mut late = false;
-        // An HTTP/2 connection accepted during the notice is told to leave after its first
-        // request; one accepted before, at the announce.
-        let mut wait_first_request = accepted_announced;
-
-        loop {
-            tokio::select! {
-                biased;
-                // Closed by either side, or failed: it ended by itself.
-                _ = connection.as_mut() => break,
-                () = &mut draining, if !saw_drain => {
-                    saw_drain = true;
-                    if protocol == Protocol::Http1 && !state.had_request.load(Ordering::Relaxed) {
-                        // No request yet, but the first may be on the wire: hyper would close
-                        // the connection unread. Serve it (its response carries `Connection:
-                        // close`), and close only if none comes soon.
-                        late_timer.set(sleep_or_never(Some(LATE_FIRST_REQUEST)));
-                    } else if !told || protocol == Protocol::Http1 {
-                        // HTTP/1.x: idle connections close, busy ones after their response.
-                        // HTTP/2: GOAWAY, unless already sent.
-                        connection.as_mut().graceful_shutdown();
-                        told = true;
-                        state.guard.told_to_leave();
-                    }
-                }
-                () = &mut late_timer, if !late => {
-                    late = true;
-                    if !state.had_request.load(Ordering::Relaxed) {
-                        connection.as_mut().graceful_shutdown();
-                    }
-                }
-                () = &mut announced, if !saw_announce => {
-                    saw_announce = true;
-                    if protocol == Protocol::Http2 && !told && !wait_first_request {
-                        connection.as_mut().graceful_shutdown();
-                        told = true;
-                        state.guard.told_to_leave();
-                    }
-                    // HTTP/1.x: `Leave` puts `Connection: close` on the next response.
-                }
-                () = state.first_request.notified(), if wait_first_request && !told => {
-                    wait_first_request = false;
-                    if protocol == Protocol::Http2 {
-                        connection.as_mut().graceful_shutdown();
-                        told = true;
-                        state.guard.told_to_leave();
-                    }
-                }
-                () = &mut age_timer, if !aged => {
-                    aged = true;
-                    state.leave.store(true, Ordering::Relaxed);
-                    if protocol == Protocol::Http2 && !told {
-                        connection.as_mut().graceful_shutdown();
-                        told = true;
-                        state.guard.told_to_leave();
-                    }
-                    if let Some(grace) = options.max_connection_age_grace {
-                        grace_timer.set(sleep_or_never(Some(grace)));
-                    }
-                }
-                // Past its age and its grace: closed with whatever is still in flight.
-                () = &mut grace_timer => break,
-            }
-        }
-        // The connection counts as closed from here; hyper gives the socket back when dropped.
-        state.guard.finished();
-        drop(connection);
-        drop(state);
-        if let Ok(stream) = returned.await {
-            linger(stream).await;
-        }
+    // The connection counts as closed from here; hyper gives the socket back when dropped.
+    state.guard.finished();
+    drop(connection);
+    drop(state);
+    if let Ok(stream) = returned.await {
+        linger(stream).await;
     }
 }
 
-/// How long, once the drain has begun, a connection that has not sent a request yet is given
-/// for its first one (a request already on the wire), before it is closed.
-const LATE_FIRST_REQUEST: Duration = Duration::from_secs(1);
+/// Which protocol the connection speaks, from its first bytes. `None`: it closed or failed
+/// first, or said nothing in time.
+///
+/// A client that says nothing within the header timeout is closed: it was never served. Once
+/// the drain has begun it gets `LATE_FIRST_REQUEST` more at most: its first bytes may be on
+/// the wire, and closing now would answer them with a reset.
+async fn detect_protocol(
+    stream: &TcpStream,
+    tracker: &ConnectionTracker,
+    header_read_timeout: Duration,
+) -> Option<Protocol> {
+    tokio::select! {
+        detected = tokio::time::timeout(header_read_timeout, detect(stream)) => {
+            detected.ok().and_then(Result::ok).flatten()
+        }
+        () = async {
+            tracker.draining().await;
+            tokio::time::sleep(LATE_FIRST_REQUEST).await;
+        } => None,
+    }
+}
 
 /// `age`, give or take 10 % at random (gRFC A9), so that connections opened together do not
 /// all leave at once.

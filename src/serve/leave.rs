@@ -13,8 +13,8 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::connection::ConnState;
 use super::protocol::Protocol;
+use super::state::ConnState;
 use crate::layer::connection_close::close_connection;
 
 #[derive(Clone)]

@@ -91,14 +91,20 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tower_service::Service;
 
+use self::options::Options;
+use self::service::HttpService;
 use crate::tracker::ConnectionTracker;
 use crate::{BoxError, DrainLayer};
 
 mod accept;
 mod connection;
 mod leave;
+mod lifecycle;
 mod linger;
+mod options;
 mod protocol;
+mod service;
+mod state;
 
 /// Serves `service` on `listener`, draining with `drain`'s tracker: see the
 /// [module docs](self) for what it does at each moment of a shutdown.
@@ -146,38 +152,22 @@ pub struct Serve<S> {
     options: Options,
 }
 
-/// The settings of a [`Serve`], shared by its connections.
-#[derive(Debug, Clone)]
-pub(crate) struct Options {
-    pub(crate) header_read_timeout: Duration,
-    pub(crate) keep_alive_interval: Option<Duration>,
-    pub(crate) keep_alive_timeout: Duration,
-    pub(crate) max_concurrent_streams: u32,
-    pub(crate) max_connection_age: Option<Duration>,
-    pub(crate) max_connection_age_grace: Option<Duration>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            header_read_timeout: Duration::from_secs(30),
-            keep_alive_interval: Some(Duration::from_secs(60)),
-            keep_alive_timeout: Duration::from_secs(20),
-            max_concurrent_streams: 200,
-            max_connection_age: None,
-            max_connection_age_grace: None,
-        }
-    }
-}
-
 impl<S> Serve<S> {
     /// How long a connection may take to send a request's headers (HTTP/1.x) or to say which
     /// protocol it speaks; it is closed after that. Bounds the connections of slow or idle
-    /// clients that never send a request. Must be non-zero; default 30 s.
+    /// clients that never send a request. Default 30 s.
+    ///
+    /// # Panics
+    ///
+    /// If `timeout` is zero: every connection would be closed before its first request.
+    #[track_caller]
     pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
-        if !timeout.is_zero() {
-            self.options.header_read_timeout = timeout;
-        }
+        assert!(
+            !timeout.is_zero(),
+            "Serve::header_read_timeout must be non-zero: a zero timeout would close every \
+             connection before its first request"
+        );
+        self.options.header_read_timeout = timeout;
         self
     }
 
@@ -212,15 +202,9 @@ impl<S> Serve<S> {
     }
 }
 
-impl<S, B> IntoFuture for Serve<S>
-where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
+/// Runs the server. Every `Serve` that [`serve`] returns can be awaited: the service bound is
+/// the one [`serve`] spells out.
+impl<S: HttpService> IntoFuture for Serve<S> {
     type Output = io::Result<()>;
     type IntoFuture = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
 
@@ -241,5 +225,23 @@ impl<S> fmt::Debug for Serve<S> {
             .field("tracker", &self.tracker)
             .field("options", &self.options)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    #[should_panic(expected = "header_read_timeout must be non-zero")]
+    async fn zero_header_read_timeout_panics() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let service = tower::service_fn(|_: Request<Incoming>| async {
+            Ok::<_, Infallible>(Response::new(String::new()))
+        });
+        let _ =
+            serve(listener, &DrainLayer::default(), service).header_read_timeout(Duration::ZERO);
     }
 }
