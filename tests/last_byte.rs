@@ -47,12 +47,12 @@ async fn start(drain_timeout: Duration) -> Running {
     let body = Bytes::from(vec![b'x'; BODY]);
     let app = Router::new()
         .route("/bytes", get(move || async move { body.clone() }))
-        .layer(drain);
+        .layer(drain.clone());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     shutdown.spawn_server(
         "http",
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.drain_token().cancelled_owned()),
+        axum::serve(listener, app).with_graceful_shutdown(drain.token().clone().cancelled_owned()),
     );
     let handle = shutdown.handle();
     let run = tokio::spawn(shutdown.run());

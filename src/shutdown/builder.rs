@@ -1,4 +1,6 @@
-//! [`ShutdownBuilder`]: the phases' durations and the triggers, checked when built.
+//! [`ShutdownBuilder`]: the phases' durations and the triggers, checked when built. Every
+//! setter takes any value; [`build`](ShutdownBuilder::build) refuses those that cannot work,
+//! naming the setter.
 
 use std::fmt;
 use std::future::Future;
@@ -7,12 +9,12 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
+use super::cleanup::Hooks;
 use super::error::ShutdownConfigError;
-use super::sequence::Plan;
+use super::plan::{Plan, Shutdown};
 use super::servers::Servers;
 use super::tasks::Tasks;
 use super::trigger::{BoxTrigger, Triggers};
-use super::Shutdown;
 use crate::tracker::ConnectionTracker;
 
 /// Default notice period: none. On Kubernetes use a few seconds, see
@@ -25,6 +27,14 @@ pub const DEFAULT_TASKS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default overall deadline: 28 s, below Kubernetes' default `terminationGracePeriodSeconds`
 /// of 30 s.
 pub const DEFAULT_OVERALL_TIMEOUT: Duration = Duration::from_secs(28);
+
+impl Shutdown {
+    /// Starts configuring a shutdown for the layer's tracker: pass `&drain_layer` or a
+    /// [`ConnectionTracker`].
+    pub fn builder(tracker: impl Into<ConnectionTracker>) -> ShutdownBuilder {
+        ShutdownBuilder::new(tracker.into())
+    }
+}
 
 /// Configures a [`Shutdown`]. Get one from [`Shutdown::builder`].
 ///
@@ -49,7 +59,7 @@ pub struct ShutdownBuilder {
 }
 
 impl ShutdownBuilder {
-    pub(crate) fn new(tracker: ConnectionTracker) -> Self {
+    fn new(tracker: ConnectionTracker) -> Self {
         Self {
             tracker,
             notice: DEFAULT_NOTICE_PERIOD,
@@ -66,19 +76,21 @@ impl ShutdownBuilder {
     /// On Kubernetes, endpoint removal runs at the same time as `SIGTERM`: set this to at least
     /// the readiness probe's `periodSeconds × failureThreshold` plus a margin for the endpoint
     /// update to reach every load balancer (about 5 s for a 1 s × 3 probe). Zero skips it.
+    /// Must be shorter than the [overall deadline](Self::overall_timeout).
     pub fn notice_period(mut self, notice: Duration) -> Self {
         self.notice = notice;
         self
     }
 
-    /// How long to wait for requests in flight once the drain starts. Must be non-zero.
+    /// How long to wait for requests in flight once the drain starts. Must be greater than
+    /// zero.
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
         self.drain = timeout;
         self
     }
 
     /// How long background tasks get to finish once their token is cancelled; those still
-    /// running are then aborted. Must be non-zero.
+    /// running are then aborted. Must be greater than zero.
     pub fn tasks_timeout(mut self, timeout: Duration) -> Self {
         self.tasks = timeout;
         self
@@ -87,7 +99,9 @@ impl ShutdownBuilder {
     /// Bounds the whole sequence, from the trigger to the report: when it passes, whatever
     /// runs is aborted and the rest skipped. Set it below the orchestrator's kill deadline
     /// (Kubernetes: `terminationGracePeriodSeconds`, minus the `preStop` sleep), so that the
-    /// report is written and the exit code chosen before `SIGKILL`.
+    /// report is written and the exit code chosen before `SIGKILL`. Must be greater than zero,
+    /// and leave time for the cleanup hooks after the notice period, the drain deadline and the
+    /// tasks deadline.
     pub fn overall_timeout(mut self, timeout: Duration) -> Self {
         self.overall = timeout;
         self
@@ -126,10 +140,11 @@ impl ShutdownBuilder {
     ///
     /// # Errors
     ///
-    /// A zero deadline; a notice period not shorter than the overall deadline; a notice
-    /// period, drain deadline and tasks deadline that leave no time for the cleanup hooks
-    /// within the overall deadline; no Tokio runtime; a signal handler that cannot be
-    /// installed.
+    /// [`ShutdownConfigError`], naming the setter whose value cannot work: a zero deadline; a
+    /// notice period not shorter than the overall deadline; a notice period, drain deadline
+    /// and tasks deadline that leave no time for the cleanup hooks within the overall
+    /// deadline. Also no Tokio runtime, and, with [`signals`](Self::signals), a signal handler
+    /// that cannot be installed (or a platform without signals).
     pub fn build(self) -> Result<Shutdown, ShutdownConfigError> {
         self.check()?;
         let runtime = Handle::try_current().map_err(|_| ShutdownConfigError::NoRuntime)?;
@@ -141,10 +156,9 @@ impl ShutdownBuilder {
                 notice: self.notice,
                 drain: self.drain,
                 tasks_timeout: self.tasks,
-                tasks: Tasks::new(runtime.clone()),
                 servers: Servers::new(runtime.clone()),
-                hooks: Vec::new(),
-                runtime,
+                tasks: Tasks::new(runtime.clone()),
+                hooks: Hooks::new(runtime),
             },
             triggers,
             started: CancellationToken::new(),

@@ -1,6 +1,7 @@
 //! Cleanup hooks: named async closures that run after the drain, in reverse order of
 //! registration, each in its own task under its own timeout, so that a failing, panicking or
-//! hung hook is reported and does not stop the others.
+//! hung hook is reported and does not stop the others. [`Hooks`] runs them and knows, after a
+//! cut, which ended, which was interrupted and which never ran.
 
 use std::any::Any;
 use std::borrow::Cow;
@@ -12,11 +13,85 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tracing::{info, warn};
 
 use crate::BoxError;
 
 type HookFuture = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 'static>>;
 type HookFn = Box<dyn FnOnce() -> HookFuture + Send + 'static>;
+
+/// The cleanup hooks of a [`Shutdown`](super::Shutdown), and what became of those that ran.
+pub(crate) struct Hooks {
+    /// In order of registration: they run from the last.
+    pending: Vec<Hook>,
+    /// The hook running, and since when.
+    running: Option<(Cow<'static, str>, Instant)>,
+    /// The reports of the hooks that ended, in the order they ran.
+    ended: Vec<HookReport>,
+    runtime: Handle,
+}
+
+impl Hooks {
+    pub(crate) fn new(runtime: Handle) -> Self {
+        Self {
+            pending: Vec::new(),
+            running: None,
+            ended: Vec::new(),
+            runtime,
+        }
+    }
+
+    pub(crate) fn push(&mut self, hook: Hook) {
+        self.pending.push(hook);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Runs the hooks one after the other, the last registered first, and returns their
+    /// reports in the order they ran.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future aborts the hook running; [`cut`](Self::cut) then reports it.
+    pub(crate) async fn run_all(&mut self) -> Vec<HookReport> {
+        while let Some(hook) = self.pending.pop() {
+            info!(hook = %hook.name, "shutdown: cleanup {} started", hook.name);
+            self.running = Some((hook.name.clone(), Instant::now()));
+            let report = hook.run(&self.runtime).await;
+            self.running = None;
+            report.log();
+            self.ended.push(report);
+        }
+        std::mem::take(&mut self.ended)
+    }
+
+    /// After a cut: the hooks that ended, then the one that was running (interrupted: its task
+    /// was aborted with the future that waited for it), then the rest, skipped.
+    pub(crate) fn cut(&mut self) -> Vec<HookReport> {
+        let mut reports = std::mem::take(&mut self.ended);
+        if let Some((name, since)) = self.running.take() {
+            reports.push(HookReport {
+                name: name.into_owned(),
+                outcome: HookOutcome::Interrupted,
+                duration: since.elapsed(),
+            });
+        }
+        reports.extend(self.pending.drain(..).rev().map(|hook| HookReport {
+            name: hook.name.into_owned(),
+            outcome: HookOutcome::Skipped,
+            duration: Duration::ZERO,
+        }));
+        reports
+    }
+}
+
+impl fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(&self.pending).finish()
+    }
+}
 
 pub(crate) struct Hook {
     name: Cow<'static, str>,
@@ -37,12 +112,8 @@ impl Hook {
         }
     }
 
-    pub(crate) fn name(&self) -> &str {
-        &self.name
-    }
-
     /// Runs the hook in its own task (so a panic is caught, not propagated) under its timeout.
-    pub(crate) async fn run(self, runtime: &Handle) -> HookReport {
+    async fn run(self, runtime: &Handle) -> HookReport {
         let started = Instant::now();
         let run = self.run;
         // The closure is called inside the task too, so a panic while building the future is
@@ -143,4 +214,15 @@ pub struct HookReport {
     pub outcome: HookOutcome,
     /// How long it ran.
     pub duration: Duration,
+}
+
+impl HookReport {
+    fn log(&self) {
+        let name = &self.name;
+        if self.outcome.is_ok() {
+            info!(hook = %name, "shutdown: cleanup {name} ok in {:?}", self.duration);
+        } else {
+            warn!(hook = %name, "shutdown: cleanup {name} {}", self.outcome);
+        }
+    }
 }

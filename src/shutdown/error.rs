@@ -10,7 +10,8 @@ use std::time::Duration;
 /// [`Shutdown`](super::Shutdown).
 ///
 /// Every check runs at start-up, so a bad configuration fails the first deploy of the code
-/// rather than surprising you at the first shutdown.
+/// rather than surprising you at the first shutdown. The message names the builder methods
+/// whose values cannot work.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ShutdownConfigError {
@@ -42,7 +43,8 @@ pub enum ShutdownConfigError {
     },
     /// `build()` was called outside a Tokio runtime: the signal handlers and the tasks need one.
     NoRuntime,
-    /// Installing a signal handler failed.
+    /// [`signals`](super::ShutdownBuilder::signals) was asked for, and installing a signal
+    /// handler failed (or the platform has no signals: [`io::ErrorKind::Unsupported`]).
     Signal(io::Error),
 }
 
@@ -52,7 +54,8 @@ impl fmt::Display for ShutdownConfigError {
             Self::ZeroTimeout { name } => write!(f, "{name} must be greater than zero"),
             Self::NoticeNotBelowOverall { notice, overall } => write!(
                 f,
-                "notice period ({notice:?}) must be shorter than the overall deadline ({overall:?})"
+                "notice_period ({notice:?}) must be shorter than overall_timeout ({overall:?}): \
+                 the overall deadline would pass before the notice period ends"
             ),
             Self::NoTimeForCleanup {
                 notice,
@@ -61,12 +64,12 @@ impl fmt::Display for ShutdownConfigError {
                 overall,
             } => write!(
                 f,
-                "notice period ({notice:?}) + drain deadline ({drain:?}) + tasks deadline \
-                 ({tasks:?}) must be shorter than the overall deadline ({overall:?}), leaving \
-                 time for the cleanup hooks"
+                "notice_period ({notice:?}) + drain_timeout ({drain:?}) + tasks_timeout \
+                 ({tasks:?}) must be shorter than overall_timeout ({overall:?}), leaving time \
+                 for the cleanup hooks"
             ),
             Self::NoRuntime => f.write_str(
-                "Shutdown::build must be called from within a Tokio runtime \
+                "ShutdownBuilder::build must be called from within a Tokio runtime \
                  (it installs signal handlers and spawns tasks)",
             ),
             Self::Signal(err) => write!(f, "could not install a signal handler: {err}"),

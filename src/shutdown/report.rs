@@ -4,14 +4,13 @@ use std::fmt;
 use std::process::{ExitCode, Termination};
 use std::time::Duration;
 
-use tokio::time::Instant;
+use tracing::{info, warn};
 
-use super::cleanup::{HookOutcome, HookReport};
+use super::cleanup::HookReport;
 use super::servers::ServerReport;
 use super::trigger::{ShutdownTrigger, Signal};
 #[cfg(feature = "serve")]
 use crate::connections::{ConnectionCounts, OpenConnection};
-use crate::tracker::ConnectionTracker;
 
 /// The phases of the shutdown sequence, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -148,6 +147,16 @@ impl ShutdownReport {
             .find(|timing| timing.phase == phase)
             .map(|timing| timing.duration)
     }
+
+    /// Logs the whole report, at `WARN` unless it is [clean](Self::is_clean).
+    pub(super) fn log(&self) {
+        let exit_code = self.exit_code();
+        if self.is_clean() {
+            info!(exit_code, "shutdown: finished\n{self}");
+        } else {
+            warn!(exit_code, "shutdown: finished\n{self}");
+        }
+    }
 }
 
 /// `main` may return the report: the process exits with its [exit code](ShutdownReport::exit_code).
@@ -237,169 +246,5 @@ impl fmt::Display for ShutdownReport {
             writeln!(f, "  the overall deadline passed and skipped the rest")?;
         }
         Ok(())
-    }
-}
-
-/// The report as the sequence fills it in. Kept outside the sequence's future so that what
-/// happened before a cut is still there after the future is dropped.
-#[derive(Debug)]
-pub(crate) struct Progress {
-    trigger: ShutdownTrigger,
-    started: Instant,
-    in_flight_at_trigger: usize,
-    admitted_at_trigger: u64,
-    rejected_at_trigger: u64,
-    current: Option<(Phase, Instant)>,
-    phases: Vec<PhaseTiming>,
-    /// Set when the drain phase ends: requests left and requests completed.
-    drain_result: Option<(usize, u64)>,
-    /// When the drain phase began.
-    drain_started: Option<Instant>,
-    pub(crate) servers: Vec<ServerReport>,
-    #[cfg(feature = "serve")]
-    pub(crate) connections_cut: Vec<OpenConnection>,
-    pub(crate) tasks_running: usize,
-    pub(crate) tasks_aborted: Vec<String>,
-    /// Names of the hooks in the order they run.
-    hook_names: Vec<String>,
-    hooks: Vec<HookReport>,
-    hook_started: Option<Instant>,
-}
-
-impl Progress {
-    pub(crate) fn new(
-        trigger: ShutdownTrigger,
-        tracker: &ConnectionTracker,
-        hook_names: Vec<String>,
-    ) -> Self {
-        Self {
-            trigger,
-            started: Instant::now(),
-            in_flight_at_trigger: tracker.in_flight(),
-            admitted_at_trigger: tracker.admitted_total(),
-            rejected_at_trigger: tracker.rejected_total(),
-            current: None,
-            phases: Vec::new(),
-            drain_result: None,
-            drain_started: None,
-            servers: Vec::new(),
-            #[cfg(feature = "serve")]
-            connections_cut: Vec::new(),
-            tasks_running: 0,
-            tasks_aborted: Vec::new(),
-            hook_names,
-            hooks: Vec::new(),
-            hook_started: None,
-        }
-    }
-
-    pub(crate) fn in_flight_at_trigger(&self) -> usize {
-        self.in_flight_at_trigger
-    }
-
-    pub(crate) fn elapsed(&self) -> Duration {
-        self.started.elapsed()
-    }
-
-    pub(crate) fn begin(&mut self, phase: Phase) {
-        let now = Instant::now();
-        if phase == Phase::Drain {
-            self.drain_started = Some(now);
-        }
-        self.current = Some((phase, now));
-    }
-
-    pub(crate) fn drain_started(&self) -> Option<Instant> {
-        self.drain_started
-    }
-
-    /// Ends the current phase and returns its duration.
-    pub(crate) fn end(&mut self) -> Duration {
-        let Some((phase, started)) = self.current.take() else {
-            return Duration::ZERO;
-        };
-        let duration = started.elapsed();
-        self.phases.push(PhaseTiming {
-            phase,
-            duration,
-            finished: true,
-        });
-        duration
-    }
-
-    pub(crate) fn current_phase(&self) -> Option<Phase> {
-        self.current.map(|(phase, _)| phase)
-    }
-
-    /// Records the end of the drain; returns how many requests completed since the trigger.
-    pub(crate) fn drain_ended(&mut self, tracker: &ConnectionTracker, left: usize) -> u64 {
-        let admitted = tracker.admitted_total() - self.admitted_at_trigger;
-        let completed = (self.in_flight_at_trigger as u64 + admitted).saturating_sub(left as u64);
-        self.drain_result = Some((left, completed));
-        completed
-    }
-
-    /// Cut short before the drain ended: records what is in flight now.
-    pub(crate) fn settle_drain(&mut self, tracker: &ConnectionTracker) {
-        if self.drain_result.is_none() {
-            self.drain_ended(tracker, tracker.in_flight());
-        }
-    }
-
-    pub(crate) fn hook_started(&mut self) {
-        self.hook_started = Some(Instant::now());
-    }
-
-    pub(crate) fn hook_ended(&mut self, report: HookReport) {
-        self.hook_started = None;
-        self.hooks.push(report);
-    }
-
-    pub(crate) fn finish(
-        mut self,
-        tracker: &ConnectionTracker,
-        forced_by: Option<Signal>,
-        overall_deadline_hit: bool,
-    ) -> ShutdownReport {
-        if let Some((phase, started)) = self.current.take() {
-            self.phases.push(PhaseTiming {
-                phase,
-                duration: started.elapsed(),
-                finished: false,
-            });
-        }
-        self.settle_drain(tracker);
-        let (still_in_flight, completed) = self.drain_result.unwrap_or_default();
-        let mut hooks = self.hooks;
-        for name in self.hook_names.into_iter().skip(hooks.len()) {
-            let (outcome, duration) = match self.hook_started.take() {
-                Some(started) => (HookOutcome::Interrupted, started.elapsed()),
-                None => (HookOutcome::Skipped, Duration::ZERO),
-            };
-            hooks.push(HookReport {
-                name,
-                outcome,
-                duration,
-            });
-        }
-        ShutdownReport {
-            trigger: self.trigger,
-            in_flight_at_trigger: self.in_flight_at_trigger,
-            completed,
-            rejected: tracker.rejected_total() - self.rejected_at_trigger,
-            still_in_flight,
-            tasks_running: self.tasks_running,
-            tasks_aborted: self.tasks_aborted,
-            servers: self.servers,
-            #[cfg(feature = "serve")]
-            connections: tracker.connections(),
-            #[cfg(feature = "serve")]
-            connections_cut: self.connections_cut,
-            hooks,
-            phases: self.phases,
-            total: self.started.elapsed(),
-            forced_by,
-            overall_deadline_hit,
-        }
     }
 }

@@ -1,54 +1,34 @@
 //! [`Shutdown::run`]: waits for the trigger, then runs the phases in order, bounded by the
-//! overall deadline and cut short by a second signal.
+//! overall deadline and cut short by a second signal; the report is assembled from the phases'
+//! outcomes.
 
+use std::future::Future;
 use std::pin::pin;
 use std::time::Duration;
 
-use tokio::runtime::Handle;
-use tracing::{info, warn};
+use tokio::time::Instant;
+use tracing::warn;
 
-use super::cleanup::Hook;
-use super::report::{Phase, Progress, ShutdownReport};
-use super::servers::Servers;
-use super::tasks::Tasks;
-use super::trigger::{ShutdownTrigger, Signal};
-use super::Shutdown;
-use crate::tracker::ConnectionTracker;
-
-/// What the phases after the trigger work with.
-#[derive(Debug)]
-pub(crate) struct Plan {
-    pub(crate) tracker: ConnectionTracker,
-    pub(crate) notice: Duration,
-    pub(crate) drain: Duration,
-    pub(crate) tasks_timeout: Duration,
-    pub(crate) tasks: Tasks,
-    pub(crate) servers: Servers,
-    pub(crate) hooks: Vec<Hook>,
-    pub(crate) runtime: Handle,
-}
-
-/// Why the sequence stopped.
-enum End {
-    Done,
-    Forced(Signal),
-    OverallDeadline,
-}
+use super::phases::{CleanupOutcome, DrainOutcome, NoticeOutcome, TasksOutcome, Triggered};
+use super::plan::{Plan, Shutdown};
+use super::report::{Phase, PhaseTiming, ShutdownReport};
+use super::trigger::{ShutdownTrigger, Signal, Triggers};
 
 impl Shutdown {
     /// Waits for the trigger, runs the shutdown sequence and returns its report.
     ///
     /// 1. **Trigger**: a signal, a [trigger future](super::ShutdownBuilder::trigger), the
-    ///    [handle](Self::handle), or the drain token cancelled by someone else.
+    ///    [handle](Self::handle), the layer's [token](crate::DrainLayer::token) cancelled by
+    ///    someone else, or a [server](Self::spawn_server) that ends.
     /// 2. [`announce_shutdown`](crate::ConnectionTracker::announce_shutdown): readiness answers
     ///    `503`, HTTP/1.x responses carry `Connection: close`;
     ///    [`started_token`](Self::started_token) is cancelled.
     /// 3. **Notice period**: requests are still served.
-    /// 4. **Drain**: the [drain token](Self::drain_token) is cancelled (the servers stop
-    ///    accepting and say goodbye to their connections); waits, up to the drain deadline,
-    ///    for the [servers](Self::spawn_server) to close every connection, then closes
-    ///    admission and waits for [`drained`](crate::ConnectionTracker::drained). Servers still
-    ///    open at the deadline are cut.
+    /// 4. **Drain**: the layer's token is cancelled (the servers stop accepting and say goodbye
+    ///    to their connections); waits, up to the drain deadline, for the
+    ///    [servers](Self::spawn_server) to close every connection, then closes admission and
+    ///    waits for [`drained`](crate::ConnectionTracker::drained). Servers still open at the
+    ///    deadline are cut.
     /// 5. **Tasks**: their tokens are cancelled; waits for them up to their deadline, then
     ///    aborts the rest.
     /// 6. **Cleanup**: hooks in reverse order of registration, each under its own timeout.
@@ -74,251 +54,229 @@ impl Shutdown {
             overall,
         } = self;
         let trigger = triggers.first(&plan.tracker, &mut plan.servers).await;
-        if let ShutdownTrigger::Server(index) = trigger {
-            warn!(
-                server = plan.servers.name(index),
-                "shutdown: server {} ended before the shutdown",
-                plan.servers.name(index)
-            );
-        }
-        let hook_names = plan
-            .hooks
-            .iter()
-            .rev()
-            .map(|hook| hook.name().to_owned())
-            .collect();
-        let mut progress = Progress::new(trigger, &plan.tracker, hook_names);
+        let triggered = Triggered::now(trigger, &plan.tracker);
         plan.tracker.announce_shutdown();
         started.cancel();
-        info!(
-            %trigger,
-            in_flight = progress.in_flight_at_trigger(),
-            "shutdown: triggered by {trigger}, readiness now fails ({} in flight)",
-            progress.in_flight_at_trigger(),
-        );
+        triggered.log(&plan.servers);
 
-        let mut signals_to_force = match trigger {
-            ShutdownTrigger::Signal(_) => 1,
-            _ => 2,
-        };
-        let deadline = tokio::time::Instant::now() + overall;
-        let end = {
-            let mut sequence = pin!(plan.sequence(&mut progress));
-            loop {
-                tokio::select! {
-                    biased;
-                    signal = triggers.next_signal() => {
-                        signals_to_force -= 1;
-                        if signals_to_force == 0 {
-                            break End::Forced(signal);
-                        }
-                        warn!(%signal, "shutdown: {signal} received while already shutting down; \
-                            another signal forces an immediate exit");
-                    }
-                    () = tokio::time::sleep_until(deadline) => break End::OverallDeadline,
-                    () = &mut sequence => break End::Done,
-                }
-            }
-        };
-        // The sequence's future is dropped: a hook that was running has been aborted.
-
-        let (forced_by, overall_deadline_hit) = match end {
-            End::Done => (None, false),
-            End::Forced(signal) => {
-                warn!(
-                    %signal,
-                    phase = ?progress.current_phase(),
-                    "shutdown: second signal {signal} during the {} phase: skipping the rest, \
-                     exiting with code {}",
-                    phase_name(progress.current_phase()),
-                    signal.exit_code(),
-                );
-                (Some(signal), false)
-            }
-            End::OverallDeadline => {
-                warn!(
-                    phase = ?progress.current_phase(),
-                    "shutdown: overall deadline of {:?} passed during the {} phase: skipping the rest",
-                    overall,
-                    phase_name(progress.current_phase()),
-                );
-                (None, true)
-            }
-        };
-        if !matches!(end, End::Done) {
-            // Counted before the cut: an aborted connection releases its requests.
-            progress.settle_drain(&plan.tracker);
-            plan.tracker.close();
-            plan.cut_servers(&mut progress);
-            let aborted = plan.tasks.abort_all();
-            if !aborted.is_empty() {
-                warn!("shutdown: aborted tasks: {}", aborted.join(", "));
-            }
-            progress.tasks_aborted.extend(aborted);
-        }
-        progress.servers = plan.servers.reports(progress.drain_started());
-        let report = progress.finish(&plan.tracker, forced_by, overall_deadline_hit);
-        if report.is_clean() {
-            info!(
-                exit_code = report.exit_code(),
-                "shutdown: finished\n{report}"
-            );
-        } else {
-            warn!(
-                exit_code = report.exit_code(),
-                "shutdown: finished\n{report}"
-            );
-        }
+        let deadline = triggered.at + overall;
+        let mut done = Outcomes::new(triggered);
+        let end = race(plan.phases(&mut done), &mut triggers, trigger, deadline).await;
+        // The phases' future is dropped: a hook that was running has been aborted.
+        end.log(done.under_way(), overall);
+        let report = plan.finish(done, end);
+        report.log();
         report
     }
 }
 
 impl Plan {
-    /// The phases after the trigger. Records into `progress` as it goes, so that a cut (this
-    /// future dropped) leaves an accurate partial record.
-    async fn sequence(&mut self, progress: &mut Progress) {
-        // Notice period: readiness fails, requests are still served.
-        progress.begin(Phase::Notice);
-        if self.tracker.is_draining() {
-            info!("shutdown: notice period skipped, already draining");
-        } else if !self.notice.is_zero() {
-            info!("shutdown: notice period of {:?} started", self.notice);
-            tokio::select! {
-                () = tokio::time::sleep(self.notice) => {}
-                () = self.tracker.draining() => {
-                    info!("shutdown: drain token cancelled during the notice period");
+    /// The phases after the trigger, in order. Each outcome is kept in `done` as soon as its
+    /// phase returns it, and then logged: if a cut drops this future, `done` still holds the
+    /// outcomes of the phases that finished, and names the one under way.
+    async fn phases(&mut self, done: &mut Outcomes) {
+        done.begin(Phase::Notice);
+        done.notice.insert(self.notice().await).log();
+        done.begin(Phase::Drain);
+        done.drain.insert(self.drain(&done.triggered).await).log();
+        done.begin(Phase::Tasks);
+        done.tasks.insert(self.tasks().await).log();
+        done.begin(Phase::Cleanup);
+        done.cleanup
+            .insert(self.cleanup().await)
+            .log(&done.triggered);
+    }
+
+    /// Ends what the phases left unfinished, and assembles the report from the outcomes.
+    ///
+    /// After a cut, the phase under way and those after it have no outcome: they end now.
+    /// The drain settles (what is in flight is counted, admission closes, the servers still
+    /// running are cut), the tasks are aborted, and the hooks are reported interrupted or
+    /// skipped. Without a cut every phase has returned, and this only assembles.
+    fn finish(&mut self, done: Outcomes, end: End) -> ShutdownReport {
+        let phases = done.timings();
+        let drain_began = done.began(Phase::Drain);
+        let Outcomes {
+            triggered,
+            drain,
+            tasks,
+            cleanup,
+            ..
+        } = done;
+        let drain = match drain {
+            Some(drain) => drain.settled,
+            None => self.cut_drain(drain_began, &triggered),
+        };
+        let tasks = match tasks {
+            Some(tasks) => tasks.ended,
+            None => self.cut_tasks(),
+        };
+        let hooks = match cleanup {
+            Some(cleanup) => cleanup.hooks,
+            None => self.hooks.cut(),
+        };
+        ShutdownReport {
+            trigger: triggered.trigger,
+            in_flight_at_trigger: triggered.in_flight,
+            completed: drain.completed,
+            rejected: self.tracker.rejected_total() - triggered.rejected,
+            still_in_flight: drain.still_in_flight,
+            servers: drain.servers,
+            #[cfg(feature = "serve")]
+            connections: self.tracker.connections(),
+            #[cfg(feature = "serve")]
+            connections_cut: drain.connections_cut,
+            tasks_running: tasks.running,
+            tasks_aborted: tasks.aborted,
+            hooks,
+            phases,
+            total: triggered.at.elapsed(),
+            forced_by: end.forced_by(),
+            overall_deadline_hit: matches!(end, End::OverallDeadline),
+        }
+    }
+}
+
+/// What the phases returned, kept outside their future: when a cut drops it, the outcomes of
+/// the phases that finished are still here, each whole, and `begun` names the phase it cut.
+struct Outcomes {
+    triggered: Triggered,
+    /// The phase begun last, and when: the one under way, unless it has returned.
+    begun: Option<(Phase, Instant)>,
+    notice: Option<NoticeOutcome>,
+    drain: Option<DrainOutcome>,
+    tasks: Option<TasksOutcome>,
+    cleanup: Option<CleanupOutcome>,
+}
+
+impl Outcomes {
+    fn new(triggered: Triggered) -> Self {
+        Self {
+            triggered,
+            begun: None,
+            notice: None,
+            drain: None,
+            tasks: None,
+            cleanup: None,
+        }
+    }
+
+    fn begin(&mut self, phase: Phase) {
+        self.begun = Some((phase, Instant::now()));
+    }
+
+    /// The phase begun last (at a cut, the one it stopped); `None` before the first.
+    fn under_way(&self) -> Option<Phase> {
+        self.begun.map(|(phase, _)| phase)
+    }
+
+    /// When `phase` began, if it is the one begun last.
+    fn began(&self, phase: Phase) -> Option<Instant> {
+        self.begun
+            .filter(|(begun, _)| *begun == phase)
+            .map(|(_, at)| at)
+    }
+
+    /// The phases that began, in order: those that returned, with the duration they measured,
+    /// then the one a cut stopped, which lasted until now.
+    fn timings(&self) -> Vec<PhaseTiming> {
+        let Some((last, since)) = self.begun else {
+            return Vec::new();
+        };
+        let returned = [
+            (
+                Phase::Notice,
+                self.notice.as_ref().map(|notice| notice.took),
+            ),
+            (Phase::Drain, self.drain.as_ref().map(|drain| drain.took)),
+            (Phase::Tasks, self.tasks.as_ref().map(|tasks| tasks.took)),
+            (
+                Phase::Cleanup,
+                self.cleanup.as_ref().map(|cleanup| cleanup.took),
+            ),
+        ];
+        returned
+            .into_iter()
+            .filter_map(|(phase, took)| match took {
+                Some(duration) => Some(PhaseTiming {
+                    phase,
+                    duration,
+                    finished: true,
+                }),
+                None if phase == last => Some(PhaseTiming {
+                    phase,
+                    duration: since.elapsed(),
+                    finished: false,
+                }),
+                None => None,
+            })
+            .collect()
+    }
+}
+
+/// How the sequence ended.
+#[derive(Debug, Clone, Copy)]
+enum End {
+    Done,
+    Forced(Signal),
+    OverallDeadline,
+}
+
+/// Runs `phases` to the end, unless a second signal forces the exit or the overall `deadline`
+/// passes first: then `phases` is dropped where it stands.
+async fn race(
+    phases: impl Future<Output = ()>,
+    triggers: &mut Triggers,
+    trigger: ShutdownTrigger,
+    deadline: Instant,
+) -> End {
+    let mut phases = pin!(phases);
+    let mut signals_to_force = match trigger {
+        ShutdownTrigger::Signal(_) => 1,
+        _ => 2,
+    };
+    loop {
+        tokio::select! {
+            biased;
+            signal = triggers.next_signal() => {
+                signals_to_force -= 1;
+                if signals_to_force == 0 {
+                    return End::Forced(signal);
                 }
+                warn!(%signal, "shutdown: {signal} received while already shutting down; \
+                    another signal forces an immediate exit");
             }
+            () = tokio::time::sleep_until(deadline) => return End::OverallDeadline,
+            () = &mut phases => return End::Done,
         }
-        let took = progress.end();
-        info!("shutdown: notice period over after {took:?}");
-
-        // Drain: the servers say goodbye and stop accepting; wait for them and for the
-        // requests in flight.
-        progress.begin(Phase::Drain);
-        self.tracker.token().cancel();
-        info!(
-            in_flight = self.tracker.in_flight(),
-            "shutdown: draining ({} in flight, deadline {:?})",
-            self.tracker.in_flight(),
-            self.drain,
-        );
-        let deadline = tokio::time::Instant::now() + self.drain;
-        let servers_closed = self.servers.is_empty()
-            || tokio::time::timeout_at(deadline, self.servers.all_ended())
-                .await
-                .is_ok();
-        if self.servers.is_empty() {
-            info!(
-                "shutdown: no server given to spawn_server: the drain ends with the requests, \
-                 whose last bytes may still be in the server's buffers"
-            );
-        } else if servers_closed {
-            // Every connection is closed: nothing more can arrive.
-            self.tracker.close();
-            info!("shutdown: servers closed their connections, admission closed");
-        }
-        let drained = servers_closed
-            && tokio::time::timeout_at(deadline, self.tracker.drained())
-                .await
-                .is_ok();
-        // Read before the servers are cut: an aborted connection releases its requests.
-        let left = self.tracker.in_flight();
-        let completed = progress.drain_ended(&self.tracker, left);
-        if !drained {
-            // Past the deadline nothing more is admitted, and what is still open is cut.
-            self.tracker.close();
-            let open = self.servers.names_running().join(", ");
-            if !open.is_empty() {
-                warn!(
-                    "shutdown: drain deadline passed with servers still open: {open}; cutting them"
-                );
-            }
-            self.cut_servers(progress);
-        }
-        let took = progress.end();
-        if drained {
-            info!(
-                completed,
-                "shutdown: drained in {took:?}, {completed} requests completed"
-            );
-        } else {
-            warn!(
-                completed,
-                still_in_flight = left,
-                "shutdown: drain deadline of {:?} passed with {left} requests still in flight \
-                 ({completed} completed)",
-                self.drain,
-            );
-        }
-
-        // Background tasks: cancel, wait, abort the rest.
-        progress.begin(Phase::Tasks);
-        progress.tasks_running = self.tasks.running();
-        info!(
-            running = progress.tasks_running,
-            "shutdown: cancelling {} background tasks (deadline {:?})",
-            progress.tasks_running,
-            self.tasks_timeout,
-        );
-        let aborted = self.tasks.cancel_and_wait(self.tasks_timeout).await;
-        let took = progress.end();
-        if aborted.is_empty() {
-            info!("shutdown: background tasks finished in {took:?}");
-        } else {
-            warn!(
-                "shutdown: tasks deadline of {:?} passed, aborted: {}",
-                self.tasks_timeout,
-                aborted.join(", ")
-            );
-        }
-        progress.tasks_aborted = aborted;
-
-        // Cleanup hooks, last registered first.
-        progress.begin(Phase::Cleanup);
-        info!("shutdown: running {} cleanup hooks", self.hooks.len());
-        while let Some(hook) = self.hooks.pop() {
-            let name = hook.name().to_owned();
-            info!(hook = %name, "shutdown: cleanup {name} started");
-            progress.hook_started();
-            let report = hook.run(&self.runtime).await;
-            if report.outcome.is_ok() {
-                info!(hook = %name, "shutdown: cleanup {name} ok in {:?}", report.duration);
-            } else {
-                warn!(hook = %name, "shutdown: cleanup {name} {}", report.outcome);
-            }
-            progress.hook_ended(report);
-        }
-        let took = progress.end();
-        info!(
-            "shutdown: cleanup finished in {took:?}, {:?} since the trigger",
-            progress.elapsed()
-        );
     }
 }
 
-impl Plan {
-    /// Aborts the servers still running, and records the connections they still had open.
-    #[cfg_attr(not(feature = "serve"), allow(unused_variables))]
-    fn cut_servers(&mut self, progress: &mut Progress) {
-        if self.servers.names_running().is_empty() {
-            return;
+impl End {
+    fn forced_by(self) -> Option<Signal> {
+        match self {
+            Self::Forced(signal) => Some(signal),
+            Self::Done | Self::OverallDeadline => None,
         }
-        #[cfg(feature = "serve")]
-        {
-            let cut = self.tracker.registry().cut_all();
-            for connection in &cut {
-                warn!("shutdown: cutting {connection}");
-            }
-            progress.connections_cut.extend(cut);
-        }
-        self.servers.abort_all();
     }
-}
 
-fn phase_name(phase: Option<Phase>) -> String {
-    match phase {
-        Some(phase) => phase.to_string(),
-        None => "final".into(),
+    /// Logs a cut, naming the phase it stopped.
+    fn log(self, phase: Option<Phase>, overall: Duration) {
+        let name = phase.map_or_else(|| "final".to_owned(), |phase| phase.to_string());
+        match self {
+            Self::Done => {}
+            Self::Forced(signal) => warn!(
+                %signal,
+                ?phase,
+                "shutdown: second signal {signal} during the {name} phase: skipping the rest, \
+                 exiting with code {}",
+                signal.exit_code(),
+            ),
+            Self::OverallDeadline => warn!(
+                ?phase,
+                "shutdown: overall deadline of {overall:?} passed during the {name} phase: \
+                 skipping the rest",
+            ),
+        }
     }
 }

@@ -97,7 +97,11 @@ impl Servers {
         }
     }
 
-    pub(crate) fn names_running(&self) -> Vec<&str> {
+    pub(crate) fn any_running(&self) -> bool {
+        self.entries.iter().any(|server| server.ended.is_none())
+    }
+
+    fn names_running(&self) -> Vec<&str> {
         self.entries
             .iter()
             .filter(|server| server.ended.is_none())

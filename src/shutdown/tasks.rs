@@ -4,22 +4,34 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::runtime::Handle;
-use tokio::task::{AbortHandle, JoinHandle};
+use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// The background tasks of a [`Shutdown`](super::Shutdown).
 pub(crate) struct Tasks {
     tracker: TaskTracker,
-    /// Parent of every task's token; cancelled when the tasks phase starts.
+    /// Parent of every task's token; cancelled when the tasks phase starts (or at a cut).
     token: CancellationToken,
     /// Names and abort handles of tasks that may still run. Finished entries are pruned on
     /// every spawn, so the list stays as long as the number of live tasks.
-    live: Mutex<Vec<(Cow<'static, str>, AbortHandle)>>,
+    live: Vec<(Cow<'static, str>, AbortHandle)>,
+    /// How many were running when their token was cancelled.
+    running_at_cancel: Option<usize>,
     runtime: Handle,
+}
+
+/// What became of the background tasks.
+#[derive(Debug)]
+pub(crate) struct TasksEnded {
+    /// How many were running when their token was cancelled.
+    pub(crate) running: usize,
+    /// The names of those aborted because they were still running at the deadline (or at a
+    /// cut).
+    pub(crate) aborted: Vec<String>,
 }
 
 impl Tasks {
@@ -27,23 +39,21 @@ impl Tasks {
         Self {
             tracker: TaskTracker::new(),
             token: CancellationToken::new(),
-            live: Mutex::new(Vec::new()),
+            live: Vec::new(),
+            running_at_cancel: None,
             runtime,
         }
     }
 
-    pub(crate) fn spawn<F, Fut>(&self, name: Cow<'static, str>, task: F) -> JoinHandle<Fut::Output>
+    pub(crate) fn spawn<F, Fut>(&mut self, name: Cow<'static, str>, task: F)
     where
         F: FnOnce(CancellationToken) -> Fut,
-        Fut: Future + Send + 'static,
-        Fut::Output: Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
     {
         let future = task(self.token.child_token());
         let handle = self.tracker.spawn_on(future, &self.runtime);
-        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        live.retain(|(_, task)| !task.is_finished());
-        live.push((name, handle.abort_handle()));
-        handle
+        self.live.retain(|(_, task)| !task.is_finished());
+        self.live.push((name, handle.abort_handle()));
     }
 
     /// How many tasks have not finished yet.
@@ -51,30 +61,42 @@ impl Tasks {
         self.tracker.len()
     }
 
-    /// Cancels every task's token, then waits up to `timeout` for all of them to finish.
-    /// Returns the names of the tasks aborted because they did not.
-    pub(crate) async fn cancel_and_wait(&self, timeout: Duration) -> Vec<String> {
-        self.token.cancel();
-        self.tracker.close();
+    /// Cancels every task's token, then waits up to `timeout` for all of them to finish, and
+    /// aborts those that did not.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future leaves the tasks cancelled: [`abort_all`](Self::abort_all) ends them.
+    pub(crate) async fn cancel_and_wait(&mut self, timeout: Duration) -> TasksEnded {
+        let running = self.cancel();
         match tokio::time::timeout(timeout, self.tracker.wait()).await {
-            Ok(()) => Vec::new(),
+            Ok(()) => TasksEnded {
+                running,
+                aborted: Vec::new(),
+            },
             Err(_) => self.abort_all(),
         }
     }
 
-    /// Cancels every task's token and aborts the tasks still running; returns their names.
-    pub(crate) fn abort_all(&self) -> Vec<String> {
-        self.token.cancel();
-        self.tracker.close();
-        let live = std::mem::take(&mut *self.live.lock().unwrap_or_else(|e| e.into_inner()));
+    /// Cancels every task's token (if not done yet) and aborts the tasks still running.
+    pub(crate) fn abort_all(&mut self) -> TasksEnded {
+        let running = self.cancel();
         let mut aborted = Vec::new();
-        for (name, task) in live {
+        for (name, task) in self.live.drain(..) {
             if !task.is_finished() {
                 task.abort();
                 aborted.push(name.into_owned());
             }
         }
-        aborted
+        TasksEnded { running, aborted }
+    }
+
+    /// Cancels every task's token; returns how many tasks were running the first time.
+    fn cancel(&mut self) -> usize {
+        let running = *self.running_at_cancel.get_or_insert(self.tracker.len());
+        self.token.cancel();
+        self.tracker.close();
+        running
     }
 }
 

@@ -241,18 +241,24 @@ async fn panicking_hook_is_reported_and_the_others_still_run() {
 async fn tasks_are_cancelled_after_the_drain_and_awaited() {
     let drain = layer();
     let tracker = drain.tracker();
-    let shutdown = builder(&drain).build().unwrap();
-    let saw_drained = shutdown.spawn_task("worker", {
-        let tracker = tracker.clone();
+    let log = Log::default();
+    let mut shutdown = builder(&drain).build().unwrap();
+    shutdown.spawn_task("worker", {
+        let log = log.clone();
         |token| async move {
             token.cancelled().await;
-            tracker.is_drained()
+            log.push(format!("cancelled, drained: {}", tracker.is_drained()));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            log.push("finished");
         }
     });
     shutdown.handle().trigger();
     let report = shutdown.run().await;
-    assert!(saw_drained.is_finished(), "awaited before the report");
-    assert!(saw_drained.await.unwrap(), "cancelled only after the drain");
+    assert_eq!(
+        log.events(),
+        ["cancelled, drained: true", "finished"],
+        "cancelled only after the drain, and awaited before the report"
+    );
     assert_eq!(report.tasks_running, 1);
     assert!(report.tasks_aborted.is_empty());
     assert_eq!(report.exit_code(), 0);
@@ -261,15 +267,19 @@ async fn tasks_are_cancelled_after_the_drain_and_awaited() {
 #[tokio::test(start_paused = true)]
 async fn task_ignoring_its_token_is_aborted_at_the_tasks_deadline() {
     let drain = layer();
-    let shutdown = builder(&drain).build().unwrap();
-    let stubborn = shutdown.spawn_task("stubborn", |_token| std::future::pending::<()>());
+    let mut shutdown = builder(&drain).build().unwrap();
+    let (dropped_tx, dropped_rx) = tokio::sync::oneshot::channel::<()>();
+    shutdown.spawn_task("stubborn", |_token| async move {
+        let _dropped = dropped_tx; // dropped when the task is aborted
+        std::future::pending::<()>().await
+    });
     shutdown.spawn_task("polite", |token| async move { token.cancelled().await });
     shutdown.handle().trigger();
     let report = shutdown.run().await;
     assert_eq!(report.phase(Phase::Tasks), Some(TASKS));
     assert_eq!(report.tasks_running, 2);
     assert_eq!(report.tasks_aborted, ["stubborn"]);
-    assert!(stubborn.await.unwrap_err().is_cancelled());
+    assert!(dropped_rx.await.is_err(), "the task was aborted");
     assert_eq!(report.exit_code(), ShutdownReport::EXIT_INCOMPLETE);
 }
 
@@ -358,7 +368,11 @@ async fn overall_deadline_bounds_the_whole_sequence() {
         tokio::time::sleep(OVERALL).await;
         Ok(())
     });
-    let task = shutdown.spawn_task("never-started", |_token| std::future::pending::<()>());
+    let (dropped_tx, dropped_rx) = tokio::sync::oneshot::channel::<()>();
+    shutdown.spawn_task("never-started", |_token| async move {
+        let _dropped = dropped_tx; // dropped when the task is aborted
+        std::future::pending::<()>().await
+    });
     shutdown.handle().trigger();
     let report = shutdown.run().await;
     assert!(report.overall_deadline_hit);
@@ -366,7 +380,7 @@ async fn overall_deadline_bounds_the_whole_sequence() {
     assert_eq!(report.hooks[0].outcome, HookOutcome::Interrupted);
     assert_eq!(report.exit_code(), ShutdownReport::EXIT_INCOMPLETE);
     assert_eq!(report.tasks_aborted, ["never-started"]);
-    assert!(task.await.unwrap_err().is_cancelled());
+    assert!(dropped_rx.await.is_err(), "the task was aborted");
 }
 
 #[tokio::test(start_paused = true)]
@@ -392,7 +406,7 @@ async fn trigger_future_starts_the_shutdown() {
 async fn cancelling_the_drain_token_directly_starts_the_shutdown_without_notice() {
     let drain = layer();
     let shutdown = builder(&drain).build().unwrap();
-    shutdown.drain_token().cancel();
+    drain.token().cancel();
     let report = shutdown.run().await;
     assert_eq!(report.trigger, ShutdownTrigger::DrainToken);
     assert_eq!(report.phase(Phase::Notice), Some(Duration::ZERO));
@@ -530,7 +544,7 @@ async fn drain_waits_for_the_server_to_close_its_connections_then_closes_admissi
     let tracker = drain.tracker();
     let mut shutdown = builder(&drain).build().unwrap();
     let goodbye = Duration::from_secs(3);
-    shutdown.spawn_server("http", server(shutdown.drain_token(), goodbye));
+    shutdown.spawn_server("http", server(drain.token().clone(), goodbye));
     shutdown.handle().trigger();
     let run = tokio::spawn(shutdown.run());
     tracker.draining().await;
@@ -555,7 +569,7 @@ async fn drain_waits_for_the_server_to_close_its_connections_then_closes_admissi
 async fn server_that_closes_at_once_ends_the_drain_without_the_grace() {
     let drain = layer();
     let mut shutdown = builder(&drain).build().unwrap();
-    shutdown.spawn_server("http", server(shutdown.drain_token(), Duration::ZERO));
+    shutdown.spawn_server("http", server(drain.token().clone(), Duration::ZERO));
     shutdown.handle().trigger();
     let report = shutdown.run().await;
     assert_eq!(report.phase(Phase::Drain), Some(Duration::ZERO));
@@ -595,7 +609,7 @@ async fn server_still_open_at_the_drain_deadline_is_cut_and_the_exit_code_is_one
 async fn server_ending_before_the_shutdown_starts_it_and_is_reported() {
     let drain = layer();
     let mut shutdown = builder(&drain).build().unwrap();
-    shutdown.spawn_server("grpc", server(shutdown.drain_token(), Duration::ZERO));
+    shutdown.spawn_server("grpc", server(drain.token().clone(), Duration::ZERO));
     shutdown.spawn_server("http", async {
         tokio::time::sleep(Duration::from_secs(1)).await;
         Err(std::io::Error::other("accept failed"))
@@ -625,4 +639,69 @@ async fn second_signal_cuts_the_servers_at_once() {
     assert_eq!(forced.elapsed(), Duration::ZERO);
     assert_eq!(report.servers[0].outcome, ServerOutcome::Cut);
     assert_eq!(report.exit_code(), 130);
+}
+
+#[tokio::test(start_paused = true)]
+async fn second_signal_during_the_tasks_phase_keeps_what_finished_before_it() {
+    let drain = layer();
+    let mut shutdown = builder(&drain).build().unwrap();
+    let log = Log::default();
+    logging_hook(&mut shutdown, &log, "db-pool");
+    let (cancelled_tx, cancelled_rx) = tokio::sync::oneshot::channel();
+    shutdown.spawn_task("stubborn", |token| async move {
+        token.cancelled().await;
+        let _ = cancelled_tx.send(());
+        std::future::pending::<()>().await
+    });
+    let handle = shutdown.handle();
+    handle.signal(Signal::Terminate);
+    let run = tokio::spawn(shutdown.run());
+    cancelled_rx.await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    handle.signal(Signal::Terminate);
+    let report = run.await.unwrap();
+    assert_eq!(report.forced_by, Some(Signal::Terminate));
+    assert_eq!(phases(&report), [Phase::Notice, Phase::Drain, Phase::Tasks]);
+    assert!(report.phases[0].finished && report.phases[1].finished);
+    assert!(!report.phases[2].finished);
+    assert_eq!(report.phase(Phase::Drain), Some(GRACE));
+    assert_eq!(report.phase(Phase::Tasks), Some(Duration::from_secs(1)));
+    assert_eq!(report.tasks_running, 1);
+    assert_eq!(report.tasks_aborted, ["stubborn"]);
+    assert_eq!(report.still_in_flight, 0);
+    assert_eq!(report.hooks[0].outcome, HookOutcome::Skipped);
+    assert!(log.events().is_empty(), "hooks skipped");
+}
+
+#[tokio::test(start_paused = true)]
+async fn overall_deadline_during_the_cleanup_keeps_the_hooks_that_ended() {
+    let drain = layer();
+    let mut shutdown = builder(&drain).build().unwrap();
+    let log = Log::default();
+    logging_hook(&mut shutdown, &log, "skipped");
+    shutdown.on_cleanup("hung", OVERALL, || async {
+        std::future::pending::<()>().await;
+        Ok(())
+    });
+    logging_hook(&mut shutdown, &log, "first");
+    shutdown.handle().trigger();
+    let report = shutdown.run().await;
+    assert!(report.overall_deadline_hit);
+    let hooks: Vec<_> = report
+        .hooks
+        .iter()
+        .map(|hook| (hook.name.as_str(), hook.outcome.clone()))
+        .collect();
+    assert_eq!(
+        hooks,
+        [
+            ("first", HookOutcome::Ok),
+            ("hung", HookOutcome::Interrupted),
+            ("skipped", HookOutcome::Skipped),
+        ]
+    );
+    assert_eq!(report.hooks[1].duration, OVERALL - NOTICE - GRACE);
+    assert_eq!(log.events(), ["first"]);
+    assert_eq!(phases(&report).last(), Some(&Phase::Cleanup));
+    assert!(!report.phases.last().unwrap().finished);
 }

@@ -1,4 +1,5 @@
-//! What starts a shutdown: OS signals, user futures, a [`ShutdownHandle`], or the drain token.
+//! What starts a shutdown: OS signals, user futures, a [`ShutdownHandle`], the layer's token, or
+//! a server that ends.
 //! And what forces one: a second signal.
 
 use std::fmt;
@@ -54,8 +55,8 @@ pub enum ShutdownTrigger {
     Future(usize),
     /// [`ShutdownHandle::trigger`] was called.
     Handle,
-    /// Someone cancelled the drain token directly. The notice period is skipped: the drain
-    /// has already begun.
+    /// Someone cancelled the layer's [token](crate::DrainLayer::token) directly. The notice
+    /// period is skipped: the drain has already begun.
     DrainToken,
     /// A server given to [`Shutdown::spawn_server`](super::Shutdown::spawn_server) ended
     /// before anything else started the shutdown; the index is the order in which it was
@@ -123,7 +124,11 @@ impl Triggers {
     /// `run()` is awaited is kept rather than killing the process or being lost.
     pub(crate) fn new(signals: bool, futures: Vec<BoxTrigger>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let os = if signals { OsSignals::install()? } else { None };
+        let os = if signals {
+            Some(OsSignals::install()?)
+        } else {
+            None
+        };
         Ok(Self {
             os,
             futures: futures.into_iter().map(Some).collect(),
@@ -220,24 +225,28 @@ struct OsSignals {
 
 impl OsSignals {
     #[cfg(all(unix, not(loom)))]
-    fn install() -> std::io::Result<Option<Self>> {
+    fn install() -> std::io::Result<Self> {
         use tokio::signal::unix::{signal, SignalKind};
-        Ok(Some(Self {
+        Ok(Self {
             terminate: signal(SignalKind::terminate())?,
             interrupt: signal(SignalKind::interrupt())?,
-        }))
+        })
     }
 
     #[cfg(all(windows, not(loom)))]
-    fn install() -> std::io::Result<Option<Self>> {
-        Ok(Some(Self {
+    fn install() -> std::io::Result<Self> {
+        Ok(Self {
             ctrl_c: tokio::signal::windows::ctrl_c()?,
-        }))
+        })
     }
 
+    /// No signals here: `signals()` is refused by `build()` rather than silently ignored.
     #[cfg(not(all(any(unix, windows), not(loom))))]
-    fn install() -> std::io::Result<Option<Self>> {
-        Ok(None)
+    fn install() -> std::io::Result<Self> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "this platform has no SIGTERM/SIGINT for tokio to listen to",
+        ))
     }
 
     #[allow(unused_variables)]
