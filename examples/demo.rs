@@ -85,17 +85,17 @@ async fn demo() -> Result<ExitCode, String> {
         tracing::info!("db-pool closed, after the last request");
         Ok(())
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let listener = tower_drain::serve::bind("127.0.0.1:0")
         .await
         .map_err(|e| format!("cannot listen: {e}"))?;
     let addr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the bound address: {e}"))?;
     // Part of the sequence: the drain ends when every response has been written.
+    let drain_begins = drain.token().clone().cancelled_owned();
     shutdown.spawn_server(
         "http",
-        axum::serve(listener, routes::routes().layer(drain))
-            .with_graceful_shutdown(shutdown.drain_token().cancelled_owned()),
+        axum::serve(listener, routes::routes().layer(drain)).with_graceful_shutdown(drain_begins),
     );
     say(format!("server listening on {addr}"));
 

@@ -7,7 +7,7 @@
 //! ```
 //!
 //! - `ADDR` (default `127.0.0.1:3000`), `NOTICE_MS` (default 1000), `DRAIN_TIMEOUT_MS`
-//!   (default 10000); bad values exit with code 2.
+//!   (default 10000); bad values exit with code 2 (`support/env.rs`).
 //! - Routes: `GET /` (hello), `GET /slow?ms=N` (answers after N ms, at most 60 000),
 //!   `GET /readyz` and `GET /livez` (answered by the layer).
 //! - The accept loop stops when the drain token is cancelled, and `GracefulShutdown` then
@@ -25,8 +25,6 @@
 mod env;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -38,7 +36,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tower::ServiceBuilder;
-use tower_drain::{DrainLayer, Shutdown};
+use tower_drain::{BoxError, DrainLayer, Shutdown, ShutdownReport};
 
 /// The application, without any framework.
 async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -74,38 +72,27 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
 }
 
 #[tokio::main]
-async fn main() -> ExitCode {
-    env::run(
-        "hyper example",
-        SocketAddr::from(([127, 0, 0, 1], 3000)),
-        serve,
-    )
-    .await
-}
+async fn main() -> Result<ShutdownReport, BoxError> {
+    env::init_tracing(); // the shutdown logs its phases and its report
+    let settings = env::Settings::from_env(3000);
 
-async fn serve(settings: env::Settings) -> Result<ExitCode, String> {
-    let env::Settings {
-        addr,
-        notice,
-        drain_timeout,
-    } = settings;
     let drain = DrainLayer::default()
         .readiness_path("/readyz")
         .liveness_path("/livez");
     let mut shutdown = Shutdown::builder(&drain)
         .signals() // SIGTERM and SIGINT start the shutdown; a second one forces the exit
-        .notice_period(notice)
-        .drain_timeout(drain_timeout)
-        .overall_timeout(notice + drain_timeout + Duration::from_secs(8))
-        .build()
-        .map_err(|e| format!("shutdown configuration: {e}"))?;
-    let service = ServiceBuilder::new().layer(drain).service_fn(handle);
+        .notice_period(settings.notice)
+        .drain_timeout(settings.drain_timeout)
+        .overall_timeout(settings.notice + settings.drain_timeout + Duration::from_secs(8))
+        .build()?;
+    let service = ServiceBuilder::new()
+        .layer(drain.clone())
+        .service_fn(handle);
 
-    let listener = env::bind(addr).await?;
-    let bound = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!("serving on {bound}; send SIGTERM or press Ctrl-C to shut down");
+    let listener = tower_drain::serve::bind(settings.addr).await?; // a backlog of 1024, not 128
+    println!("listening on {}", listener.local_addr()?);
 
-    let token = shutdown.drain_token();
+    let drain_begins = drain.token().clone();
     let server = async move {
         let builder = auto::Builder::new(TokioExecutor::new());
         let graceful = GracefulShutdown::new();
@@ -134,8 +121,8 @@ async fn serve(settings: env::Settings) -> Result<ExitCode, String> {
                         }
                     });
                 }
-                // The drain started: stop accepting, and tell connections to finish.
-                () = token.cancelled() => break,
+                // The drain began: stop accepting, and tell connections to finish.
+                () = drain_begins.cancelled() => break,
             }
         }
         drop(listener);
@@ -143,9 +130,9 @@ async fn serve(settings: env::Settings) -> Result<ExitCode, String> {
         graceful.shutdown().await;
         Ok::<(), std::io::Error>(())
     };
+    // The server runs in the sequence: the drain ends once it has closed every connection, or
+    // at the drain deadline, when it is cut.
     shutdown.spawn_server("http", server);
 
-    let report = shutdown.run().await;
-    println!("{report}");
-    Ok(ExitCode::from(&report))
+    Ok(shutdown.run().await) // logs the report; main exits with its code
 }

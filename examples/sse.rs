@@ -13,21 +13,19 @@
 //! drain finishes at once instead of at its deadline.
 //!
 //! `ADDR` (default `127.0.0.1:3000`), `NOTICE_MS` (default 1000), `DRAIN_TIMEOUT_MS` (default
-//! 10000); bad values exit with code 2.
+//! 10000); bad values exit with code 2 (`support/env.rs`).
 
 #[path = "support/env.rs"]
 mod env;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
 use axum::{Extension, Router};
 use futures_util::stream::{self, Stream};
-use tower_drain::{ConnectionTracker, DrainLayer, Shutdown};
+use tower_drain::{BoxError, ConnectionTracker, DrainLayer, Shutdown, ShutdownReport};
 
 /// Where the stream is: ticking, or past its last event.
 enum State {
@@ -70,43 +68,33 @@ async fn events(
 }
 
 #[tokio::main]
-async fn main() -> ExitCode {
-    env::run(
-        "sse example",
-        SocketAddr::from(([127, 0, 0, 1], 3000)),
-        serve,
-    )
-    .await
-}
+async fn main() -> Result<ShutdownReport, BoxError> {
+    env::init_tracing(); // the shutdown logs its phases and its report
+    let settings = env::Settings::from_env(3000);
 
-async fn serve(settings: env::Settings) -> Result<ExitCode, String> {
-    let env::Settings {
-        addr,
-        notice,
-        drain_timeout,
-    } = settings;
     let drain = DrainLayer::default()
         .readiness_path("/readyz")
         .liveness_path("/livez")
         .with_tracker_extension();
     let mut shutdown = Shutdown::builder(&drain)
         .signals() // SIGTERM and SIGINT start the shutdown; a second one forces the exit
-        .notice_period(notice)
-        .drain_timeout(drain_timeout)
-        .overall_timeout(notice + drain_timeout + Duration::from_secs(8))
-        .build()
-        .map_err(|e| format!("shutdown configuration: {e}"))?;
-    let app = Router::new().route("/events", get(events)).layer(drain);
+        .notice_period(settings.notice)
+        .drain_timeout(settings.drain_timeout)
+        .overall_timeout(settings.notice + settings.drain_timeout + Duration::from_secs(8))
+        .build()?;
+    let app = Router::new()
+        .route("/events", get(events))
+        .layer(drain.clone());
 
-    let listener = env::bind(addr).await?;
-    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let listener = tower_drain::serve::bind(settings.addr).await?; // a backlog of 1024, not 128
+    let bound = listener.local_addr()?;
+    println!("listening on {bound}");
     tracing::info!("try: curl -N http://{bound}/events, then send SIGTERM or press Ctrl-C");
+    let drain_begins = drain.token().clone().cancelled_owned();
     shutdown.spawn_server(
         "http",
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.drain_token().cancelled_owned()),
+        axum::serve(listener, app).with_graceful_shutdown(drain_begins),
     );
 
-    let report = shutdown.run().await;
-    println!("{report}");
-    Ok(ExitCode::from(&report))
+    Ok(shutdown.run().await) // logs the report; main exits with its code
 }

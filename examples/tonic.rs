@@ -7,7 +7,7 @@
 //!
 //! - `ADDR` (default `127.0.0.1:50051`), `NOTICE_MS` (default 1000), `DRAIN_TIMEOUT_MS`
 //!   (default 10000), `SERVER`: `serve` (default) or `tonic` (or `framework`); bad values exit
-//!   with code 2.
+//!   with code 2 (`support/env.rs`).
 //! - The health service answers `SERVING`, then `NOT_SERVING` **as soon as the shutdown
 //!   begins** (the `started_token`), so gRPC health checks move traffic away during the notice
 //!   period, while calls are still served. `GET /readyz` (answered by the layer) flips at the
@@ -32,39 +32,20 @@ mod echo;
 #[path = "support/env.rs"]
 mod env;
 
-use std::net::SocketAddr;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
-use tower_drain::{DrainLayer, Shutdown};
+use tower_drain::{BoxError, DrainLayer, Shutdown, ShutdownReport};
 use tower_layer::Layer as _;
 
 #[tokio::main]
-async fn main() -> ExitCode {
-    let server = match env::server("tonic") {
-        Ok(server) => server,
-        Err(message) => {
-            eprintln!("tonic example: {message}");
-            return ExitCode::from(2);
-        }
-    };
-    env::run(
-        "tonic example",
-        SocketAddr::from(([127, 0, 0, 1], 50051)),
-        |settings| serve(settings, server),
-    )
-    .await
-}
+async fn main() -> Result<ShutdownReport, BoxError> {
+    env::init_tracing(); // the shutdown logs its phases and its report
+    let settings = env::Settings::from_env(50051);
+    let server = env::server("tonic");
 
-async fn serve(settings: env::Settings, server: env::Server) -> Result<ExitCode, String> {
-    let env::Settings {
-        addr,
-        notice,
-        drain_timeout,
-    } = settings;
     let drain = DrainLayer::default()
         // Readiness for HTTP/2 health checks (HAProxy): 503 from the start of the shutdown.
         .readiness_path("/readyz")
@@ -73,11 +54,10 @@ async fn serve(settings: env::Settings, server: env::Server) -> Result<ExitCode,
         .exempt_path("/grpc.health.v1.Health/Watch");
     let mut shutdown = Shutdown::builder(&drain)
         .signals() // SIGTERM and SIGINT start the shutdown; a second one forces the exit
-        .notice_period(notice)
-        .drain_timeout(drain_timeout)
-        .overall_timeout(notice + drain_timeout + Duration::from_secs(8))
-        .build()
-        .map_err(|e| format!("shutdown configuration: {e}"))?;
+        .notice_period(settings.notice)
+        .drain_timeout(settings.drain_timeout)
+        .overall_timeout(settings.notice + settings.drain_timeout + Duration::from_secs(8))
+        .build()?;
 
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
@@ -94,9 +74,8 @@ async fn serve(settings: env::Settings, server: env::Server) -> Result<ExitCode,
         tracing::info!("health: NOT_SERVING");
     });
 
-    let listener = env::bind(addr).await?;
-    let bound = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!("serving gRPC on {bound}; send SIGTERM or press Ctrl-C to shut down");
+    let listener = tower_drain::serve::bind(settings.addr).await?; // a backlog of 1024, not 128
+    println!("listening on {}", listener.local_addr()?);
 
     // The server runs in the sequence: the drain ends once every connection has closed.
     match server {
@@ -105,20 +84,16 @@ async fn serve(settings: env::Settings, server: env::Server) -> Result<ExitCode,
             let service = drain.layer(routes);
             shutdown.spawn_server("grpc", tower_drain::serve(listener, &drain, service))
         }
-        env::Server::Framework => shutdown.spawn_server(
-            "grpc",
-            tonic::transport::Server::builder()
+        env::Server::Framework => {
+            let drain_begins = drain.token().clone().cancelled_owned();
+            let server = tonic::transport::Server::builder()
                 .layer(drain)
                 .add_service(health)
                 .add_service(echo::EchoServer)
-                .serve_with_incoming_shutdown(
-                    TcpIncoming::from(listener),
-                    shutdown.drain_token().cancelled_owned(),
-                ),
-        ),
+                .serve_with_incoming_shutdown(TcpIncoming::from(listener), drain_begins);
+            shutdown.spawn_server("grpc", server)
+        }
     };
 
-    let report = shutdown.run().await;
-    println!("{report}");
-    Ok(ExitCode::from(&report))
+    Ok(shutdown.run().await) // logs the report; main exits with its code
 }

@@ -16,7 +16,8 @@
 //!   Long streams (SSE, WebSockets) end themselves with [`ConnectionTracker::draining`].
 //! * `serve` (feature `serve`): a connection-owning server that keeps accepting through the
 //!   notice period while telling every connection to leave (HTTP/2 `GOAWAY`, HTTP/1.1
-//!   `Connection: close`), so that clients pinned to this instance move before the drain.
+//!   `Connection: close`), so that clients pinned to this instance move before the drain; and
+//!   `serve::bind`, a listener with a production backlog, for any server.
 //! * `Shutdown` (feature `shutdown`): the whole sequence for the process, with deadlines,
 //!   background tasks, cleanup hooks in order, a report and an exit code.
 //!
@@ -58,6 +59,7 @@
 //!     .route("/", get(|| async { "hello" }))
 //!     .layer(drain);
 //!
+//! // In production, `tower_drain::serve::bind` (feature `serve`): a backlog of 1024, not 128.
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let server = tokio::spawn(
 //!     axum::serve(listener, app)

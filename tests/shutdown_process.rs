@@ -70,6 +70,8 @@ struct Server {
     child: Child,
     addr: SocketAddr,
     stderr: Arc<Mutex<String>>,
+    /// Ends once the child's stderr has closed: the whole log has been collected.
+    stderr_collected: Option<thread::JoinHandle<()>>,
     stdout: Arc<Mutex<String>>,
 }
 
@@ -105,7 +107,7 @@ impl Server {
             .unwrap_or_else(|e| panic!("start the {name} example: {e}"));
         let stderr = Arc::new(Mutex::new(String::new()));
         let stdout = Arc::new(Mutex::new(String::new()));
-        collect(child.stderr.take().unwrap(), Arc::clone(&stderr), None);
+        let stderr_collected = collect(child.stderr.take().unwrap(), Arc::clone(&stderr), None);
         let (listening_tx, listening_rx) = mpsc::channel();
         collect(
             child.stdout.take().unwrap(),
@@ -117,12 +119,14 @@ impl Server {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             stderr,
+            stderr_collected: Some(stderr_collected),
             stdout,
         };
         match listening_rx.recv_timeout(STARTUP) {
             Ok(addr) => server.addr = addr,
             Err(_) => panic!(
-                "no `listening on` line within {STARTUP:?}; stderr:\n{}",
+                "no `listening on` line within {STARTUP:?}; stdout:\n{}\nstderr:\n{}",
+                server.stdout(),
                 server.stderr()
             ),
         }
@@ -143,6 +147,18 @@ impl Server {
 
     fn stdout(&self) -> String {
         self.stdout.lock().unwrap().clone()
+    }
+
+    /// The shutdown report, as `Shutdown::run` logged it. Call once the process has exited.
+    fn report(&mut self) -> String {
+        if let Some(collected) = self.stderr_collected.take() {
+            collected.join().expect("stderr collector");
+        }
+        let log = self.stderr();
+        match log.split_once("shutdown: finished") {
+            Some((_, report)) => report.to_owned(),
+            None => panic!("no report in the log:\n{log}"),
+        }
     }
 
     /// Waits until the log holds `needle`.
@@ -214,12 +230,13 @@ impl Drop for Server {
     }
 }
 
-/// Copies a pipe into `sink`; with `listening`, reports the address of `listening on ADDR`.
+/// Copies a pipe into `sink` until it closes; with `listening`, reports the address of
+/// `listening on ADDR`.
 fn collect(
     pipe: impl Read + Send + 'static,
     sink: Arc<Mutex<String>>,
     listening: Option<mpsc::Sender<SocketAddr>>,
-) {
+) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         for line in BufReader::new(pipe).lines() {
             let Ok(line) = line else { break };
@@ -232,7 +249,7 @@ fn collect(
             sink.push_str(&line);
             sink.push('\n');
         }
-    });
+    })
 }
 
 #[derive(Debug)]
@@ -361,7 +378,7 @@ fn requests_in_flight_at_sigterm_complete_with_200() {
     }
     let (status, _) = server.wait_exit(Duration::from_secs(15));
     assert_eq!(status.code(), Some(0), "stderr:\n{}", server.stderr());
-    let report = server.stdout();
+    let report = server.report();
     assert!(report.contains("0 still in flight"), "{report}");
 }
 
@@ -424,7 +441,7 @@ fn hung_request_exits_after_the_drain_deadline(name: &str) {
     // The deadline, then the tasks (cancelled at once) and the hooks (the pool: ~20 ms).
     let margin = Duration::from_millis(100);
     assert!(took < drain_timeout + margin, "{name}: took {took:?}");
-    let report = server.stdout();
+    let report = server.report();
     assert!(report.contains("1 still in flight"), "{report}");
     assert!(report.contains("exit code 1"), "{report}");
 }
@@ -451,7 +468,7 @@ fn second_signal_exits_at_once_on(name: &str, signal: &str, code: i32) {
         log.contains(&format!("second signal SIG{signal} during the drain phase")),
         "{log}"
     );
-    assert!(server.stdout().contains("cleanup db-pool: skipped"));
+    assert!(server.report().contains("cleanup db-pool: skipped"));
 }
 
 #[test]
@@ -501,7 +518,7 @@ fn sse_stream_ends_itself_when_the_drain_starts() {
         took < Duration::from_secs(3),
         "the stream should end at the drain, not at the {drain_timeout:?} deadline: {took:?}"
     );
-    assert!(server.stdout().contains("0 still in flight"));
+    assert!(server.report().contains("0 still in flight"));
 }
 
 #[test]
@@ -515,7 +532,7 @@ fn hyper_example_finishes_requests_in_flight_and_exits_zero() {
     }
     let (status, _) = server.wait_exit(Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "stderr:\n{}", server.stderr());
-    assert!(server.stdout().contains("0 still in flight"));
+    assert!(server.report().contains("0 still in flight"));
 }
 
 #[test]
@@ -655,7 +672,7 @@ fn large_download_arrives_whole(name: &str) {
     assert_eq!(received, N, "stderr:\n{}", server.stderr());
     let (status, _) = server.wait_exit(Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "stderr:\n{}", server.stderr());
-    let report = server.stdout();
+    let report = server.report();
     assert!(
         report.contains("server http: closed every connection"),
         "{report}"
@@ -686,7 +703,7 @@ fn download_longer_than_the_drain_deadline(name: &str) {
         took < drain_timeout + Duration::from_millis(100),
         "{name}: took {took:?} for a {drain_timeout:?} drain deadline"
     );
-    let report = server.stdout();
+    let report = server.report();
     assert!(report.contains("exit code 1"), "{report}");
     assert!(
         report.contains("server http: cut: connections still open, responses may be unfinished"),

@@ -1,5 +1,23 @@
 //! What the servers without `Shutdown` (`naive`, `naive_tonic`, `bench_server`) use instead of
-//! it: a future for the first SIGTERM or Ctrl-C, and the `NAIVE` setting of the control servers.
+//! it: a future for the first SIGTERM or Ctrl-C, and the `NAIVE` setting of the control servers;
+//! and how they listen, as the examples do.
+
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+
+/// Listens on `addr` as the examples do (`tower_drain::serve::bind`: a backlog of 1024) and
+/// prints `listening on <bound address>`, the line the scripts wait for.
+pub async fn listen(addr: SocketAddr) -> Result<TcpListener, String> {
+    let listener = tower_drain::serve::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    println!("listening on {bound}");
+    Ok(listener)
+}
 
 /// What the control servers do on SIGTERM (or Ctrl-C), from `NAIVE`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -33,16 +33,12 @@
 //! with its defaults (`max_fails=1`), then takes this healthy instance out of rotation as well,
 //! while the restarting one is out, and answers `502` to everything for `fail_timeout`.
 //! Production servers listen with more (nginx 511, Go the system maximum,
-//! `net.core.somaxconn`): bind with [`TcpSocket`](tokio::net::TcpSocket) and give
-//! [`listen`](tokio::net::TcpSocket::listen) a backlog.
+//! `net.core.somaxconn`): [`bind`] is [`TcpListener::bind`] with a backlog of 1024.
 //!
-//! ```
+//! ```no_run
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> std::io::Result<()> {
-//! let socket = tokio::net::TcpSocket::new_v4()?;
-//! socket.set_reuseaddr(true)?; // as `TcpListener::bind` does: restart on the same port at once
-//! socket.bind(([127, 0, 0, 1], 0).into())?;
-//! let listener = socket.listen(1024)?;
+//! let listener = tower_drain::serve::bind("0.0.0.0:3000").await?;
 //! # drop(listener);
 //! # Ok(())
 //! # }
@@ -64,7 +60,7 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let drain = DrainLayer::default().readiness_path("/readyz");
 //! let app = Router::new().route("/", get(|| async { "hello" })).layer(drain.clone());
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let listener = tower_drain::serve::bind("127.0.0.1:0").await?;
 //! let server = tokio::spawn(tower_drain::serve(listener, &drain, app).into_future());
 //!
 //! // On SIGTERM:
@@ -96,7 +92,10 @@ use self::service::HttpService;
 use crate::tracker::ConnectionTracker;
 use crate::{BoxError, DrainLayer};
 
+pub use bind::bind;
+
 mod accept;
+mod bind;
 mod connection;
 mod leave;
 mod lifecycle;

@@ -52,7 +52,7 @@ async fn main() -> ExitCode {
     } else {
         routes::routes()
     };
-    let listener = match env::bind(addr).await {
+    let listener = match plain::listen(addr).await {
         Ok(listener) => listener,
         Err(e) => {
             eprintln!("bench_server: {e}");

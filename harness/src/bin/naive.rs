@@ -46,7 +46,7 @@ async fn main() -> ExitCode {
     let app = routes::routes()
         .route("/readyz", get(|| async { "ok\n" }))
         .route("/livez", get(|| async { "ok\n" }));
-    let listener = match env::bind(addr).await {
+    let listener = match plain::listen(addr).await {
         Ok(listener) => listener,
         Err(e) => {
             eprintln!("naive: {e}");

@@ -43,7 +43,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let listener = match env::bind(addr).await {
+    let listener = match plain::listen(addr).await {
         Ok(listener) => listener,
         Err(e) => {
             eprintln!("naive_tonic: {e}");
