@@ -191,12 +191,18 @@ async fn response_unwritten_at_the_drain_deadline_is_reported_and_exits_one(prot
         report.to_string().contains("server http: cut"),
         "the report names the server still writing: {report}"
     );
+    // The drain phase ends at its deadline, late only by the scheduling of the sequence's
+    // task (and the test's, for `took`): a loaded machine can delay those by tens of
+    // milliseconds. Half a second leaves room for that and still catches a sequence that
+    // waits past the deadline: for the server (whose response is never read), for the
+    // tasks' 1 s timeout, for the overall deadline 5 s on.
+    let late = Duration::from_millis(500);
     let drain = report.phase(Phase::Drain).unwrap();
     assert!(
-        drain >= deadline && drain < deadline + Duration::from_millis(100),
+        drain >= deadline && drain < deadline + late,
         "the drain phase took {drain:?} for a {deadline:?} deadline"
     );
-    assert!(took < deadline + Duration::from_millis(200), "{took:?}");
+    assert!(took < deadline + late, "{took:?}");
     drop(response);
 }
 
