@@ -5,11 +5,9 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::Query;
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
@@ -46,14 +44,6 @@ async fn start(
                     release.cancelled().await;
                     "held"
                 }
-            }),
-        )
-        .route(
-            "/slow",
-            get(|Query(query): Query<HashMap<String, u64>>| async move {
-                tokio::time::sleep(Duration::from_millis(query.get("ms").copied().unwrap_or(0)))
-                    .await;
-                "slow"
             }),
         )
         .route(
