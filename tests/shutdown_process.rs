@@ -71,6 +71,9 @@ struct Server {
     addr: SocketAddr,
     stderr: Arc<Mutex<String>>,
     stdout: Arc<Mutex<String>>,
+    /// The threads copying stdout and stderr: done once the process has exited and its
+    /// output has been read to the end.
+    collectors: [thread::JoinHandle<()>; 2],
 }
 
 impl Server {
@@ -105,9 +108,9 @@ impl Server {
             .unwrap_or_else(|e| panic!("start the {name} example: {e}"));
         let stderr = Arc::new(Mutex::new(String::new()));
         let stdout = Arc::new(Mutex::new(String::new()));
-        collect(child.stderr.take().unwrap(), Arc::clone(&stderr), None);
+        let stderr_collector = collect(child.stderr.take().unwrap(), Arc::clone(&stderr), None);
         let (listening_tx, listening_rx) = mpsc::channel();
-        collect(
+        let stdout_collector = collect(
             child.stdout.take().unwrap(),
             Arc::clone(&stdout),
             Some(listening_tx),
@@ -118,6 +121,7 @@ impl Server {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             stderr,
             stdout,
+            collectors: [stderr_collector, stdout_collector],
         };
         match listening_rx.recv_timeout(STARTUP) {
             Ok(addr) => server.addr = addr,
@@ -162,12 +166,18 @@ impl Server {
         }
     }
 
-    /// Waits for the process to exit; returns its status and how long that took.
-    fn wait_exit(&mut self, within: Duration) -> (ExitStatus, Duration) {
+    /// Waits for the process to exit, then for its output to be read to the end; returns its
+    /// status and when the exit was seen.
+    ///
+    /// The report is the last thing the process prints: the threads copying its output may
+    /// not have read it yet when the exit is seen (on a loaded machine they lagged behind
+    /// often enough to fail these tests), so `stdout()` and `stderr()` are complete only after
+    /// this.
+    fn wait_exit(&mut self, within: Duration) -> (ExitStatus, Instant) {
         let started = Instant::now();
-        loop {
+        let (status, exited) = loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return (status, started.elapsed());
+                break (status, Instant::now());
             }
             assert!(
                 started.elapsed() < within,
@@ -175,7 +185,16 @@ impl Server {
                 self.stderr()
             );
             thread::sleep(Duration::from_millis(5));
+        };
+        // The pipes closed with the process: the copies end as soon as they are scheduled.
+        while !self.collectors.iter().all(thread::JoinHandle::is_finished) {
+            assert!(
+                exited.elapsed() < IO_TIMEOUT,
+                "the output was not read to its end within {IO_TIMEOUT:?} of the exit"
+            );
+            thread::sleep(Duration::from_millis(1));
         }
+        (status, exited)
     }
 
     fn get(&self, path: &str) -> Response {
@@ -223,7 +242,7 @@ fn collect(
     pipe: impl Read + Send + 'static,
     sink: Arc<Mutex<String>>,
     listening: Option<mpsc::Sender<SocketAddr>>,
-) {
+) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         for line in BufReader::new(pipe).lines() {
             let Ok(line) = line else { break };
@@ -236,7 +255,7 @@ fn collect(
             sink.push_str(&line);
             sink.push('\n');
         }
-    });
+    })
 }
 
 #[derive(Debug)]
@@ -450,8 +469,8 @@ fn hung_request_exits_after_the_drain_deadline(name: &str) {
     // The first chunk comes at once, the second after a minute: certainly in flight, and hung.
     let _hung = server.get_in_background(HUNG, Some("chunk 1\n"));
     let signalled = server.signal("TERM");
-    let (status, _) = server.wait_exit(Duration::from_secs(10));
-    let took = signalled.elapsed();
+    let (status, exited) = server.wait_exit(Duration::from_secs(10));
+    let took = exited - signalled;
     assert_eq!(status.code(), Some(1), "stderr:\n{}", server.stderr());
     assert!(
         took >= drain_timeout,
@@ -479,8 +498,9 @@ fn second_signal_exits_at_once_on(name: &str, signal: &str, code: i32) {
     let _hung = server.get_in_background(HUNG, Some("chunk 1\n"));
     server.signal("TERM");
     server.wait_for_log("shutdown: draining", Duration::from_secs(10));
-    server.signal(signal);
-    let (status, took) = server.wait_exit(Duration::from_secs(10));
+    let signalled = server.signal(signal);
+    let (status, exited) = server.wait_exit(Duration::from_secs(10));
+    let took = exited - signalled;
     assert_eq!(status.code(), Some(code), "stderr:\n{}", server.stderr());
     // At once: not the 20 s drain deadline, not the tasks' 2 s, and nothing waited for after
     // the report (the hooks are skipped: checked below). The bound leaves room for a loaded
@@ -528,15 +548,14 @@ fn sse_stream_ends_itself_when_the_drain_starts() {
     let drain_timeout = Duration::from_secs(20);
     let mut server = Server::start_example("sse", 0, drain_timeout.as_millis() as u64);
     let events = server.get_in_background("/events", Some("event: tick"));
-    let signalled = Instant::now();
-    server.signal("TERM");
+    let signalled = server.signal("TERM");
     match events.join().unwrap() {
         Response::Http(200, body) => assert!(body.contains("event: bye"), "{body:?}"),
         other => panic!("events: {other:?}"),
     }
-    let (status, _) = server.wait_exit(Duration::from_secs(10));
+    let (status, exited) = server.wait_exit(Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "stderr:\n{}", server.stderr());
-    let took = signalled.elapsed();
+    let took = exited - signalled;
     assert!(
         took < Duration::from_secs(3),
         "the stream should end at the drain, not at the {drain_timeout:?} deadline: {took:?}"
@@ -731,8 +750,8 @@ fn download_longer_than_the_drain_deadline(name: &str) {
     let download = Download::start(server.addr, n, Some(RECV_BUFFER));
     let signalled = server.signal("TERM");
     let reader = thread::spawn(move || download.finish(RATE));
-    let (status, _) = server.wait_exit(Duration::from_secs(10));
-    let took = signalled.elapsed();
+    let (status, exited) = server.wait_exit(Duration::from_secs(10));
+    let took = exited - signalled;
     assert_eq!(status.code(), Some(1), "stderr:\n{}", server.stderr());
     assert!(
         took >= drain_timeout,
