@@ -16,7 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -181,33 +181,73 @@ enum Sender {
     Http2(hyper::client::conn::http2::SendRequest<Empty<Bytes>>),
 }
 
+/// How a [`Client`] connection is set up, where a test must not depend on the machine's or
+/// hyper's defaults. `None` keeps the default.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ClientOptions {
+    /// `SO_RCVBUF`, set before connecting. Setting it turns the kernel's receive-buffer
+    /// autotuning off for this socket: what the connection holds unread then no longer grows
+    /// with the machine's `net.ipv4.tcp_rmem` maximum (6 MiB on many distributions, 32 MiB on
+    /// others). Linux doubles the value (for its bookkeeping): [`Client::recv_buffer`] is
+    /// what the kernel reports back.
+    pub recv_buffer: Option<u32>,
+    /// HTTP/1.1: the most hyper's connection reads from the socket ahead of the body
+    /// (hyper's default: 8 KiB + 400 KiB).
+    pub http1_max_buf_size: Option<usize>,
+    /// HTTP/2: the stream's initial flow-control window, the most the server may send on a
+    /// stream beyond what the body's reader took (hyper's client default: 2 MiB).
+    pub http2_stream_window: Option<u32>,
+}
+
 /// One client connection, HTTP/1.1 or HTTP/2 prior knowledge.
 pub struct Client {
     pub proto: Proto,
+    /// The socket's `SO_RCVBUF` right after it connected, as `getsockopt` reports it. It
+    /// stays so only if [`ClientOptions::recv_buffer`] was set; otherwise the kernel tunes it.
+    pub recv_buffer: usize,
     sender: Sender,
     conn: JoinHandle<()>,
 }
 
 impl Client {
     pub async fn connect(addr: SocketAddr, proto: Proto) -> Client {
-        let stream = within("connect", TcpStream::connect(addr))
+        Self::connect_with(addr, proto, ClientOptions::default()).await
+    }
+
+    pub async fn connect_with(addr: SocketAddr, proto: Proto, options: ClientOptions) -> Client {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .unwrap();
+        if let Some(size) = options.recv_buffer {
+            socket.set_recv_buffer_size(size).unwrap();
+        }
+        let stream = within("connect", socket.connect(addr))
             .await
             .expect("connect failed");
         stream.set_nodelay(true).unwrap();
+        let recv_buffer = socket2::SockRef::from(&stream).recv_buffer_size().unwrap();
         let io = TokioIo::new(stream);
         let (sender, conn) = match proto {
             Proto::Http1 => {
-                let (sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+                let mut builder = hyper::client::conn::http1::Builder::new();
+                if let Some(max) = options.http1_max_buf_size {
+                    builder.max_buf_size(max);
+                }
+                let (sender, conn) = builder.handshake(io).await.unwrap();
                 let conn = tokio::spawn(async move {
                     let _ = conn.await;
                 });
                 (Sender::Http1(sender), conn)
             }
             Proto::Http2 => {
-                let (sender, conn) =
-                    hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-                        .await
-                        .unwrap();
+                let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+                if let Some(window) = options.http2_stream_window {
+                    builder.initial_stream_window_size(window);
+                }
+                let (sender, conn) = builder.handshake(io).await.unwrap();
                 let conn = tokio::spawn(async move {
                     let _ = conn.await;
                 });
@@ -216,6 +256,7 @@ impl Client {
         };
         Client {
             proto,
+            recv_buffer,
             sender,
             conn,
         }
@@ -226,6 +267,7 @@ impl Client {
         match &self.sender {
             Sender::Http2(sender) => Client {
                 proto: Proto::Http2,
+                recv_buffer: self.recv_buffer,
                 sender: Sender::Http2(sender.clone()),
                 conn: tokio::spawn(async {}),
             },
