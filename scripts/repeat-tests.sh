@@ -3,21 +3,23 @@
 # from one Linux machine to the next, and prints a pass count per suite and condition:
 #
 #   large   TCP buffer maxima raised to 32 MiB (net.ipv4.tcp_rmem/tcp_wmem), as cloud images
-#           often ship them; restored afterwards, whatever happens
-#   default the machine's own settings
+#           often ship them
+#   small   the maxima many distributions ship (6 MiB to receive, 4 MiB to send)
+#   default the machine's own settings (the sysctl settings are restored after each condition,
+#           whatever happens)
 #   busy    another process keeps one core busy (`yes >/dev/null`)
 #
 #   bash scripts/repeat-tests.sh                         # 20 runs, every suite, every condition
 #   RUNS=5 bash scripts/repeat-tests.sh last_byte serve  # some suites
 #   CONDITIONS="default busy" bash scripts/repeat-tests.sh
 #
-# The `large` condition needs root (sysctl -w); without it, it is skipped with a message.
+# The `large` and `small` conditions need root (sysctl -w); without it, it is skipped with a message.
 # Exits 1 if any run failed; the output of failed runs is kept in $LOG_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-20}
-CONDITIONS=${CONDITIONS:-large default busy}
+CONDITIONS=${CONDITIONS:-large small default busy}
 LOG_DIR=${LOG_DIR:-$(mktemp -d -t repeat-tests.XXXXXX)}
 suites=("$@")
 ((${#suites[@]})) || suites=(last_byte shutdown_process serve handoff)
@@ -43,9 +45,15 @@ for condition in $CONDITIONS; do
         echo "large: skipped (sysctl -w needs root)"
         continue
       fi ;;
+    small)
+      if ! sysctl -qw net.ipv4.tcp_rmem="4096 131072 6291456" \
+           net.ipv4.tcp_wmem="4096 16384 4194304" 2>/dev/null; then
+        echo "small: skipped (sysctl -w needs root)"
+        continue
+      fi ;;
     default) restore; busy_pid= ;;
     busy) restore; yes >/dev/null & busy_pid=$! ;;
-    *) echo "unknown condition $condition (large, default, busy)" >&2; exit 2 ;;
+    *) echo "unknown condition $condition (large, small, default, busy)" >&2; exit 2 ;;
   esac
   for suite in "${suites[@]}"; do
     passed=0
