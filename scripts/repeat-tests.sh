@@ -21,6 +21,7 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-20}
 CONDITIONS=${CONDITIONS:-large small default busy}
 LOG_DIR=${LOG_DIR:-$(mktemp -d -t repeat-tests.XXXXXX)}
+mkdir -p "$LOG_DIR"
 suites=("$@")
 ((${#suites[@]})) || suites=(last_byte shutdown_process serve handoff)
 
