@@ -44,8 +44,10 @@ pub struct Drain<S> {
 
 impl<S: 'static> Drain<S> {
     pub(crate) fn new(inner: S, config: Arc<Config>) -> Self {
-        // A readiness probe wrapped by the layer (mounted before `.layer(drain)` in axum)
-        // must answer, not be counted and refused like a request: recognised here, once.
+        // A readiness probe the layer wraps directly (tower's `ServiceBuilder`, hyper) must
+        // answer, not be counted and refused like a request: recognised here, once, by its
+        // type. (axum boxes a route's service before its layers apply: see `probes.rs` for
+        // what the probe answers there.)
         let probe = TypeId::of::<S>() == TypeId::of::<ReadinessService>();
         let slow = probe || config.routes_by_path || config.tracker_extension;
         Self {
