@@ -36,22 +36,16 @@ restore() {
   sysctl -qw net.ipv4.tcp_rmem="$saved_rmem" net.ipv4.tcp_wmem="$saved_wmem" 2>/dev/null || true
 }
 trap restore EXIT
+# Sets the TCP buffers' maxima (receive, send), keeping the minima and defaults.
+maxima() {
+  sysctl -qw net.ipv4.tcp_rmem="4096 131072 $1" net.ipv4.tcp_wmem="4096 16384 $2" 2>/dev/null
+}
 
 failed=0
 for condition in $CONDITIONS; do
   case $condition in
-    large)
-      if ! sysctl -qw net.ipv4.tcp_rmem="4096 131072 33554432" \
-           net.ipv4.tcp_wmem="4096 16384 33554432" 2>/dev/null; then
-        echo "large: skipped (sysctl -w needs root)"
-        continue
-      fi ;;
-    small)
-      if ! sysctl -qw net.ipv4.tcp_rmem="4096 131072 6291456" \
-           net.ipv4.tcp_wmem="4096 16384 4194304" 2>/dev/null; then
-        echo "small: skipped (sysctl -w needs root)"
-        continue
-      fi ;;
+    large) maxima 33554432 33554432 || { echo "large: skipped (sysctl -w needs root)"; continue; } ;;
+    small) maxima 6291456 4194304 || { echo "small: skipped (sysctl -w needs root)"; continue; } ;;
     default) restore; busy_pid= ;;
     busy) restore; yes >/dev/null & busy_pid=$! ;;
     *) echo "unknown condition $condition (large, small, default, busy)" >&2; exit 2 ;;
