@@ -93,6 +93,9 @@ pub use self::bind::bind;
 pub use self::listener::UnixPeer;
 pub use self::listener::{Inherited, Listener};
 pub use self::make::{Cloned, ConnectionService, Made};
+#[cfg(feature = "tonic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
+pub use self::tonic::{TonicConnectInfo, WithTonicConnectInfo};
 
 mod accept;
 mod bind;
@@ -107,6 +110,8 @@ mod options;
 mod protocol;
 mod service;
 mod state;
+#[cfg(feature = "tonic")]
+mod tonic;
 
 /// Serves `app` on `listener`, draining with `drain`'s tracker: see the
 /// [module docs](self) for what it does at each moment of a shutdown.
