@@ -217,6 +217,7 @@ measure() {
 idle() {
   local name=$1 pid_var="PID_$1" port_var="PORT_$1"
   local pid=${!pid_var} port=${!port_var} before after ready="$work/idle-$1.ready"
+  rm -f "$ready" # left by an earlier pass
   before=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")
   python3 - "$port" "$IDLE_CONNS" "$ready" <<'EOF' &
 import socket, sys, time
