@@ -8,8 +8,8 @@
 //! |---|---|---|---|
 //! | serving | accepts | keep-alive | as the client likes |
 //! | **announce** ([`announce_shutdown`](crate::ConnectionTracker::announce_shutdown): the notice period begins) | still accepts | the next response carries `Connection: close`, then the connection closes | graceful `GOAWAY` at once (first with the maximum stream id and a `PING`, then the final one a round trip later); streams sent before it are served; the client opens a new connection, which the load balancer, seeing readiness fail, sends elsewhere |
-//! | accepted during the notice | | told to leave on its first response | told to leave after its first request |
-//! | **drain** (the token is cancelled) | closed, once the connections already queued in its backlog are taken and served | idle ones close; busy ones close after the response in progress | `GOAWAY` if not yet sent |
+//! | accepted during the notice | | served; with the layer, its responses carry `Connection: close` | served until the drain, as the framework's server serves it: told to leave again, a client that just came back would have its streams refused |
+//! | **drain** (the token is cancelled) | closed, once the connections already queued in its backlog are taken and served (an [`Inherited`] socket leaves them to the next generation) | idle ones close; busy ones close after the response in progress; a connection that has sent nothing closes unless just accepted | `GOAWAY` if not yet sent |
 //! | drain deadline ([`Shutdown`](crate::Shutdown)) | | cut | cut |
 //!
 //! The future completes once every connection has closed: every response byte has been
@@ -18,10 +18,52 @@
 //! cut, and the [report](crate::ShutdownReport) names each one with the last request it
 //! delivered.
 //!
+//! A connection closes without the lingering close (reading until the peer closes, up to 2 s,
+//! so that a reset does not destroy the peer's unread responses) unless something can be
+//! lost: always for HTTP/2, whose peers keep writing after a goodbye; for HTTP/1.x only if the
+//! peer is still sending. An idle client that does not read (a pooled keep-alive connection)
+//! or never wrote (a pre-connection) does not hold the exit.
+//!
 //! Pinned clients (an HTTP/2 or gRPC connection that an L4 load balancer such as kube-proxy
 //! keeps on this instance) thus move during the notice period, within a round trip of the
 //! announce, instead of racing the drain. [`max_connection_age`](Serve::max_connection_age)
 //! (gRFC A9) moves them while serving too, to rebalance long-lived connections.
+//!
+//! # A drop-in for `axum::serve` and tonic's `Server`
+//!
+//! - **Any listener** ([`Listener`], the shape of axum 0.8's): a tokio
+//!   [`TcpListener`](tokio::net::TcpListener), a [`UnixListener`](tokio::net::UnixListener)
+//!   (the peer's credentials in [`UnixPeer`]), a socket inherited from systemd or a process
+//!   manager ([`Inherited`]), or connections your own code accepts. The protocol is read from
+//!   the first bytes, so any stream works.
+//! - **The client's address**: give `serve` a make service, as `axum::serve` takes one:
+//!   `app.into_make_service_with_connect_info::<SocketAddr>()` for axum's `ConnectInfo`
+//!   ([`ConnectionService`]); [`TonicConnectInfo`] (feature `tonic`) for tonic's
+//!   `Request::remote_addr()`.
+//! - **WebSockets**: HTTP/1.1 upgrades, and HTTP/2 extended `CONNECT` (RFC 8441) as
+//!   `axum::serve` enables it. An upgraded connection counts as open until its stream ends,
+//!   and is named in the report if cut; handlers see the drain begin through
+//!   [`DrainLayer::token`](crate::DrainLayer::token).
+//! - **Settings** ([`Serve`]'s methods, defaults in its docs), `TCP_NODELAY` included.
+//!
+//! ```
+//! use std::net::SocketAddr;
+//! use axum::{extract::ConnectInfo, routing::get, Router};
+//! use tower_drain::DrainLayer;
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let drain = DrainLayer::default();
+//! let app = Router::new()
+//!     .route("/", get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
+//!         format!("hello {peer}")
+//!     }))
+//!     .layer(drain.clone());
+//! let listener = tower_drain::serve::bind("0.0.0.0:3000").await?;
+//! // was: axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+//! tower_drain::serve(listener, &drain, app.into_make_service_with_connect_info::<SocketAddr>())
+//!     .await
+//! # }
+//! ```
 //!
 //! # The listen backlog
 //!
