@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::conn_io::ConnIo;
+use super::gate::Gated;
 use super::leave::Leave;
 use super::lifecycle::{Action, Event, Lifecycle};
 use super::linger::{close, Linger};
@@ -86,8 +87,9 @@ pub(super) async fn serve_connection<Io, S>(
         Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
 
     let mut life = Lifecycle::new(protocol, during_notice);
-    let mut draining = pin!(tracker.draining());
-    let mut announced = pin!(tracker.announced());
+    // Behind gates: polled only once they woke, not on each of the connection's wake-ups.
+    let mut draining = pin!(Gated::new(tracker.draining()));
+    let mut announced = pin!(Gated::new(tracker.announced()));
     // The timers fire once: each is disarmed (set to never) when it fires.
     let mut age_timer = pin!(sleep_or_never(options.max_connection_age.map(jittered)));
     let mut grace_timer = pin!(sleep_or_never(None));

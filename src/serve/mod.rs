@@ -143,6 +143,7 @@ mod accept;
 mod bind;
 mod conn_io;
 mod connection;
+mod gate;
 mod leave;
 mod lifecycle;
 mod linger;
