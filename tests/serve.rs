@@ -486,3 +486,26 @@ async fn upgraded_connection_stays_counted_until_its_stream_ends_and_is_named_wh
     assert!(text.contains("last request GET /ws"), "{text}");
     drop(socket);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_request_head_sent_too_slowly_is_closed_after_the_header_read_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = start(|serve| serve.header_read_timeout(Duration::from_millis(100))).await;
+    let started = Instant::now();
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    // The start of a head, and no more: a slow-loris client.
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: te")
+        .await
+        .unwrap();
+    let mut buf = [0; 256];
+    let n = within("the close", stream.read(&mut buf))
+        .await
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed without a response");
+    assert!(
+        started.elapsed() >= Duration::from_millis(90),
+        "{:?}",
+        started.elapsed()
+    );
+}

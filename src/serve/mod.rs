@@ -193,7 +193,7 @@ where
 ///
 /// | Setting | Default |
 /// |---|---|
-/// | [`header_read_timeout`](Self::header_read_timeout) | 30 s |
+/// | [`header_read_timeout`](Self::header_read_timeout) | 30 s, to the first request |
 /// | [`http2_keep_alive`](Self::http2_keep_alive) | `PING` every 60 s, 20 s to answer |
 /// | [`http2_max_concurrent_streams`](Self::http2_max_concurrent_streams) | 200 |
 /// | [`max_connection_age`](Self::max_connection_age) | none |
@@ -210,9 +210,14 @@ pub struct Serve<L, M, K = Cloned> {
 }
 
 impl<L, M, K> Serve<L, M, K> {
-    /// How long a connection may take to send a request's headers (HTTP/1.x) or to say which
-    /// protocol it speaks; it is closed after that. Bounds the connections of slow or idle
-    /// clients that never send a request. Default 30 s.
+    /// How long a connection may take, from its accept, to say which protocol it speaks and,
+    /// on HTTP/1.x, to send its first request's headers; it is closed after that, never
+    /// served. Bounds the connections of slow or silent clients that never send a request.
+    /// Default 30 s.
+    ///
+    /// Later requests on a keep-alive connection are not timed (as under `axum::serve`):
+    /// hyper's per-request header timer would cost an allocation and a timer for every
+    /// request.
     ///
     /// # Panics
     ///
