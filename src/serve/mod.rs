@@ -103,7 +103,7 @@
 //! let drain = DrainLayer::default().readiness_path("/readyz");
 //! let app = Router::new().route("/", get(|| async { "hello" })).layer(drain.clone());
 //! let listener = tower_drain::serve::bind("127.0.0.1:0").await?;
-//! let server = tokio::spawn(tower_drain::serve(listener, &drain, app).into_future());
+//! let server = tokio::spawn(tower_drain::serve(listener, &drain, app.into_make_service()).into_future());
 //!
 //! // On SIGTERM:
 //! let tracker = drain.tracker();
@@ -166,7 +166,9 @@ mod tonic;
 ///   axum `Router`, tonic `Routes`, any tower HTTP service), or a make service called with
 ///   each connection's address, such as axum's
 ///   `into_make_service_with_connect_info::<SocketAddr>()` for the `ConnectInfo` extractor
-///   ([`ConnectionService`]). Apply the layer to it as usual (`.layer(drain.clone())`);
+///   ([`ConnectionService`]). With axum, pass `app.into_make_service()` (or that) rather
+///   than the `Router`: axum then turns its handlers into routes once, not on every request,
+///   which is what `axum::serve` does and saves three allocations a request. Apply the layer to it as usual (`.layer(drain.clone())`);
 ///   `serve` only uses the layer's tracker for the timing, and counts connections into it.
 ///
 /// The returned [`Serve`] is configured with its builder methods and awaited (it is
