@@ -5,12 +5,15 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::oneshot;
 
 use super::protocol::Prefix;
+use super::state::ConnState;
 
 /// The connection's stream as hyper sees it.
 pub(super) struct ConnIo<Io> {
@@ -20,19 +23,33 @@ pub(super) struct ConnIo<Io> {
     /// How much of `prefix` hyper has read.
     replayed: u8,
     back: Option<oneshot::Sender<Io>>,
+    /// Told of every write (`ConnState::wrote`).
+    state: Option<Arc<ConnState>>,
 }
 
 impl<Io> ConnIo<Io> {
     /// `io` for hyper, `prefix` read first, and where `io` comes back once hyper is done.
-    pub(super) fn new(io: Io, prefix: Prefix) -> (Self, oneshot::Receiver<Io>) {
+    pub(super) fn new(
+        io: Io,
+        prefix: Prefix,
+        state: Option<Arc<ConnState>>,
+    ) -> (Self, oneshot::Receiver<Io>) {
         let (back, returned) = oneshot::channel();
         let conn = Self {
             io: Some(io),
             prefix,
             replayed: 0,
             back: Some(back),
+            state,
         };
         (conn, returned)
+    }
+
+    fn wrote(&self) {
+        if let Some(state) = &self.state {
+            // Relaxed: read by the task only after the connection is done with the socket.
+            state.wrote.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -85,6 +102,7 @@ impl<Io: AsyncWrite + Unpin> AsyncWrite for ConnIo<Io> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        self.wrote();
         self.io().poll_write(cx, buf)
     }
 
@@ -93,6 +111,7 @@ impl<Io: AsyncWrite + Unpin> AsyncWrite for ConnIo<Io> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        self.wrote();
         self.io().poll_write_vectored(cx, bufs)
     }
 
@@ -122,7 +141,7 @@ mod tests {
             bytes: *b"GET ",
             len: 4,
         };
-        let (mut io, returned) = ConnIo::new(server, prefix);
+        let (mut io, returned) = ConnIo::new(server, prefix, None);
         client.write_all(b"/ HTTP/1.1\r\n").await.unwrap();
         let mut read = vec![0; 16];
         let mut n = 0;

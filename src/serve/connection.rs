@@ -81,7 +81,7 @@ pub(super) async fn serve_connection<Io, S>(
         Protocol::Http2 => &builders.http2,
     };
     let service = TowerToHyperService::new(Leave::new(service, Arc::clone(&state)));
-    let (io, returned) = ConnIo::new(io, prefix);
+    let (io, returned) = ConnIo::new(io, prefix, Some(Arc::clone(&state)));
     // Boxed, so that it can be dropped (giving the stream back) before the task closes it.
     let mut connection =
         Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
@@ -136,6 +136,8 @@ pub(super) async fn serve_connection<Io, S>(
         match life.on(event, state.had_request()) {
             Action::Wait => {}
             Action::TellToLeave => {
+                // From here, a write is a response finishing: the close then lingers.
+                state.wrote.store(false, Ordering::Relaxed);
                 connection.as_mut().graceful_shutdown();
                 state.guard.told_to_leave();
             }
@@ -154,10 +156,12 @@ pub(super) async fn serve_connection<Io, S>(
     // WebSocket ends. The connection counts as open until then, and is named if cut.
     let io = returned.await;
     state.guard.finished();
+    let state_wrote = state.wrote.load(Ordering::Relaxed);
     drop(state);
     if let Ok(io) = io {
         let linger = match protocol {
-            Protocol::Http1 => Linger::IfSending,
+            Protocol::Http1 if state_wrote => Linger::IfSending,
+            Protocol::Http1 => Linger::IfReadable,
             Protocol::Http2 => Linger::Always,
         };
         close(io, linger).await;

@@ -8,8 +8,10 @@
 //! HTTP/1.x client that sends nothing more (a pooled keep-alive connection that does not read)
 //! would otherwise hold the process for the whole linger. HTTP/2 peers keep writing after a
 //! goodbye (`WINDOW_UPDATE`s while they read the last responses, streams sent before they read
-//! the `GOAWAY`), so HTTP/2 connections always linger; HTTP/1.x ones linger only if the peer
-//! is still sending ([`QUIET`]). Only TCP lingers: other streams are shut down and dropped.
+//! the `GOAWAY`), so HTTP/2 connections always linger. An HTTP/1.x connection closed right
+//! after a response lingers if the peer is still sending ([`QUIET`]); one closed idle (nothing
+//! written since it was told to leave) only if bytes from the peer wait unread. Only TCP
+//! lingers: other streams are shut down and dropped.
 
 use std::any::Any;
 use std::time::Duration;
@@ -30,8 +32,12 @@ pub(super) const QUIET: Duration = Duration::from_millis(10);
 pub(super) enum Linger {
     /// Linger until the peer closes (HTTP/2).
     Always,
-    /// Linger if the peer is still sending within [`QUIET`] (HTTP/1.x).
+    /// Linger if the peer is still sending within [`QUIET`] (HTTP/1.x, closed after a
+    /// response: a request it sent before reading `Connection: close` may be on its way).
     IfSending,
+    /// Linger only if bytes from the peer are waiting now (HTTP/1.x, closed idle: nothing was
+    /// written since it was told to leave, so there is nothing of ours a reset could destroy).
+    IfReadable,
     /// Close at once: the connection never sent a byte.
     Never,
 }
@@ -50,6 +56,14 @@ where
         Linger::Always => true,
         // Readable: bytes came, or the peer's FIN (then the discard below ends at once).
         Linger::IfSending => tokio::time::timeout(QUIET, stream.readable()).await.is_ok(),
+        Linger::IfReadable => {
+            let mut byte = [std::mem::MaybeUninit::uninit()];
+            // A non-blocking peek: the kernel's answer now, not the reactor's last one.
+            !matches!(
+                socket2::SockRef::from(&*stream).peek(&mut byte),
+                Err(_) | Ok(0)
+            )
+        }
         Linger::Never => false,
     };
     if still_sending {

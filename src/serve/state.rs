@@ -17,6 +17,9 @@ pub(super) struct ConnState {
     /// maximum age): its responses carry `Connection: close` from then on.
     pub(super) leave: AtomicBool,
     pub(super) had_request: AtomicBool,
+    /// Set by every write to the socket (`ConnIo`), cleared when the connection is told to
+    /// leave: whether it closes right after a response, or idle (`linger.rs`).
+    pub(super) wrote: AtomicBool,
 }
 
 impl ConnState {
@@ -26,6 +29,7 @@ impl ConnState {
             protocol,
             leave: AtomicBool::new(false),
             had_request: AtomicBool::new(false),
+            wrote: AtomicBool::new(false),
         }
     }
 
