@@ -51,7 +51,8 @@ where
             tokio::select! {
                 biased;
                 () = &mut draining => break,
-                (accepted, permit) = accept_within(&mut listener, limit.as_ref()) => match accepted {
+                // At the connection limit, waits for a permit before accepting.
+                (accepted, permit) = accept_within(&mut listener, &limit) => match accepted {
                     Ok(accepted) => {
                         shared.spawn(&mut connections, &mut make, accepted, permit).await?;
                     }
@@ -132,7 +133,7 @@ impl Shared {
 /// back, and the semaphore keeps no place in its queue for a dropped acquire.
 async fn accept_within<L: Listener>(
     listener: &mut L,
-    limit: Option<&Arc<Semaphore>>,
+    limit: &Option<Arc<Semaphore>>,
 ) -> (io::Result<(L::Io, L::Addr)>, Option<OwnedSemaphorePermit>) {
     let permit = match limit {
         // The semaphore is never closed.

@@ -27,13 +27,13 @@
 //!
 //! `serve` takes the listener as you bound it, backlog included. tokio's
 //! [`TcpListener::bind`](tokio::net::TcpListener::bind) listens with a backlog of 128 (std's
-//! value). When another instance restarts, the load balancer moves its load onto this one at once, often one new connection
-//! per request it moves. Past the backlog the kernel drops their `SYN`s and each client
-//! retries a second later, which a balancer's connect timeout often does not wait for: nginx,
-//! with its defaults (`max_fails=1`), then takes this healthy instance out of rotation as well,
-//! while the restarting one is out, and answers `502` to everything for `fail_timeout`.
-//! Production servers listen with more (nginx 511, Go the system maximum,
-//! `net.core.somaxconn`): [`bind`] is `TcpListener::bind` with a backlog of 1024.
+//! value). When another instance restarts, the load balancer moves its load onto this one at once,
+//! often one new connection per request it moves. Past the backlog the kernel drops their `SYN`s
+//! and each client retries a second later, which a balancer's connect timeout often does not wait
+//! for: nginx, with its defaults (`max_fails=1`), then takes this healthy instance out of rotation
+//! as well, while the restarting one is out, and answers `502` to everything for `fail_timeout`.
+//! Production servers listen with more (nginx 511, Go the system maximum, `net.core.somaxconn`):
+//! [`bind`] is `TcpListener::bind` with a backlog of 1024.
 //!
 //! ```no_run
 //! # #[tokio::main(flavor = "current_thread")]
