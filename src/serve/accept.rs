@@ -1,6 +1,10 @@
 //! The accept loop: accepts until the drain begins (through the notice period), then waits
 //! for every connection to close. The connections' tasks live in a `JoinSet` owned by this
 //! future, so dropping it (the drain deadline) cuts them all.
+//!
+//! With [`max_connections`](super::Serve::max_connections), each connection's task holds a
+//! permit of a semaphore: at the limit the loop does not accept (the kernel's backlog holds
+//! the next connections) until a task ends and gives its permit back.
 
 use std::any::Any;
 use std::future::poll_fn;
@@ -8,6 +12,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::connection::serve_connection;
@@ -30,6 +35,9 @@ where
     M: ConnectionService<L::Addr, K>,
     M::Service: HttpService,
 {
+    let limit = options
+        .max_connections
+        .map(|max| Arc::new(Semaphore::new(max)));
     let shared = Shared {
         builders: Arc::new(Builders::new(&options)),
         options: Arc::new(options),
@@ -43,9 +51,10 @@ where
             tokio::select! {
                 biased;
                 () = &mut draining => break,
-                accepted = listener.accept() => match accepted {
+                // At the connection limit, waits for a permit before accepting.
+                (accepted, permit) = accept_within(&mut listener, &limit) => match accepted {
                     Ok(accepted) => {
-                        shared.spawn(&mut connections, &mut make, accepted).await?;
+                        shared.spawn(&mut connections, &mut make, accepted, permit).await?;
                     }
                     // Out of file descriptors and the like: the listener itself is fine.
                     // Wait instead of spinning, and go on.
@@ -60,9 +69,12 @@ where
     // The drain has begun: stop accepting. Connections already in the listen backlog were sent
     // before the load balancer knew; closing the listener would make the kernel reset them,
     // so they are taken and served (each told to leave at once), unless the socket is shared
-    // with a next generation (`Inherited`), which takes them.
+    // with a next generation (`Inherited`), which takes them. Whatever the connection limit:
+    // waiting for permits would keep the listener open through the drain.
     for accepted in listener.take_queued() {
-        shared.spawn(&mut connections, &mut make, accepted).await?;
+        shared
+            .spawn(&mut connections, &mut make, accepted, None)
+            .await?;
     }
     // Each connection says goodbye by itself.
     while connections.join_next().await.is_some() {}
@@ -84,6 +96,7 @@ impl Shared {
         connections: &mut JoinSet<()>,
         make: &mut M,
         (io, addr): (Io, A),
+        permit: Option<OwnedSemaphorePermit>,
     ) -> io::Result<()>
     where
         Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -94,16 +107,40 @@ impl Shared {
         poll_fn(|cx| make.poll_ready(cx))
             .await
             .map_err(io::Error::other)?;
-        connections.spawn(serve_connection(
+        let connection = serve_connection(
             io,
             socket_addr(&addr),
             make.make(&addr),
             self.tracker.clone(),
             Arc::clone(&self.builders),
             Arc::clone(&self.options),
-        ));
+        );
+        connections.spawn(async move {
+            // Held for its `Drop`: the connection counts against the limit until its task
+            // ends or is cut.
+            let _permit = permit;
+            connection.await;
+        });
         Ok(())
     }
+}
+
+/// The next connection, once there is room for it under the limit: with the permit it holds.
+///
+/// # Cancel safety
+///
+/// Cancel safe if the listener's `accept` is (tokio's listeners are): a permit taken is given
+/// back, and the semaphore keeps no place in its queue for a dropped acquire.
+async fn accept_within<L: Listener>(
+    listener: &mut L,
+    limit: &Option<Arc<Semaphore>>,
+) -> (io::Result<(L::Io, L::Addr)>, Option<OwnedSemaphorePermit>) {
+    let permit = match limit {
+        // The semaphore is never closed.
+        Some(limit) => Arc::clone(limit).acquire_owned().await.ok(),
+        None => None,
+    };
+    (listener.accept().await, permit)
 }
 
 /// The peer's address for the report, if the listener's address is an IP one.

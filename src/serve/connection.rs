@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use super::conn_io::ConnIo;
 use super::gate::Gated;
+use super::idle::idle;
 use super::leave::Leave;
 use super::lifecycle::{Action, Event, Lifecycle};
 use super::linger::{close, Linger};
@@ -76,10 +77,8 @@ pub(super) async fn serve_connection<Io, S>(
         return;
     };
     let state = Arc::new(ConnState::new(guard, protocol));
-    let builder = match protocol {
-        Protocol::Http1 => &builders.http1,
-        Protocol::Http2 => &builders.http2,
-    };
+    // Its own builder only with an HTTP/2 idle timeout, which counts its streams.
+    let (builder, streams) = builders.connection(protocol, &options);
     let service = TowerToHyperService::new(Leave::new(service, Arc::clone(&state)));
     let (io, returned) = ConnIo::new(io, prefix, Some(Arc::clone(&state)));
     // Boxed, so that it can be dropped (giving the stream back) before the task closes it.
@@ -104,6 +103,10 @@ pub(super) async fn serve_connection<Io, S>(
     )));
     let mut grace_timer = pin!(Gated::new(sleep_or_never(None)));
     let mut late_timer = pin!(Gated::new(sleep_or_never(None)));
+    let mut idle_timer = pin!(Gated::new(idle(
+        streams.as_deref(),
+        options.idle_timeout.unwrap_or_default()
+    )));
     loop {
         let event = tokio::select! {
             biased;
@@ -132,6 +135,13 @@ pub(super) async fn serve_connection<Io, S>(
             }
             // Past its age and its grace: closed with whatever is still in flight.
             () = &mut grace_timer => break,
+            // HTTP/2 without a stream for the idle timeout: a graceful `GOAWAY`, not counted
+            // as told to leave (the shutdown did not ask). Fires once.
+            () = &mut idle_timer => {
+                idle_timer.set(Gated::new(idle(None, Duration::ZERO)));
+                connection.as_mut().graceful_shutdown();
+                continue;
+            }
         };
         match life.on(event, state.had_request()) {
             Action::Wait => {}

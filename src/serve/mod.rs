@@ -68,14 +68,14 @@
 //! # The listen backlog
 //!
 //! `serve` takes the listener as you bound it, backlog included. tokio's
-//! [`TcpListener::bind`](tokio::net::TcpListener::bind) listens with a backlog of 128 (std's value). When another instance
-//! restarts, the load balancer moves its load onto this one at once, often one new connection
-//! per request it moves. Past the backlog the kernel drops their `SYN`s and each client
-//! retries a second later, which a balancer's connect timeout often does not wait for: nginx,
-//! with its defaults (`max_fails=1`), then takes this healthy instance out of rotation as well,
-//! while the restarting one is out, and answers `502` to everything for `fail_timeout`.
-//! Production servers listen with more (nginx 511, Go the system maximum,
-//! `net.core.somaxconn`): [`bind`] is [`TcpListener::bind`](tokio::net::TcpListener::bind) with a backlog of 1024.
+//! [`TcpListener::bind`](tokio::net::TcpListener::bind) listens with a backlog of 128 (std's
+//! value). When another instance restarts, the load balancer moves its load onto this one at once,
+//! often one new connection per request it moves. Past the backlog the kernel drops their `SYN`s
+//! and each client retries a second later, which a balancer's connect timeout often does not wait
+//! for: nginx, with its defaults (`max_fails=1`), then takes this healthy instance out of rotation
+//! as well, while the restarting one is out, and answers `502` to everything for `fail_timeout`.
+//! Production servers listen with more (nginx 511, Go the system maximum, `net.core.somaxconn`):
+//! [`bind`] is `TcpListener::bind` with a backlog of 1024.
 //!
 //! ```no_run
 //! # #[tokio::main(flavor = "current_thread")]
@@ -123,7 +123,6 @@ use std::future::{Future, IntoFuture};
 use std::io;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::time::Duration;
 
 use self::options::Options;
 use self::service::HttpService;
@@ -135,6 +134,7 @@ pub use self::bind::bind;
 pub use self::listener::UnixPeer;
 pub use self::listener::{Inherited, Listener};
 pub use self::make::{Cloned, ConnectionService, Made};
+pub use self::tap::TapIo;
 #[cfg(feature = "tonic")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
 pub use self::tonic::{TonicConnectInfo, WithTonicConnectInfo};
@@ -144,6 +144,7 @@ mod bind;
 mod conn_io;
 mod connection;
 mod gate;
+mod idle;
 mod leave;
 mod lifecycle;
 mod linger;
@@ -152,7 +153,9 @@ mod make;
 mod options;
 mod protocol;
 mod service;
+mod settings;
 mod state;
+mod tap;
 #[cfg(feature = "tonic")]
 mod tonic;
 
@@ -168,8 +171,8 @@ mod tonic;
 ///   `into_make_service_with_connect_info::<SocketAddr>()` for the `ConnectInfo` extractor
 ///   ([`ConnectionService`]). With axum, pass `app.into_make_service()` (or that) rather
 ///   than the `Router`: axum then turns its handlers into routes once, not on every request,
-///   which is what `axum::serve` does and saves three allocations a request. Apply the layer to it as usual (`.layer(drain.clone())`);
-///   `serve` only uses the layer's tracker for the timing, and counts connections into it.
+///   which is what `axum::serve` does and saves three allocations a request. Apply the layer
+///   to it as usual (`.layer(drain.clone())`); `serve` only uses the layer's tracker for the timing, and counts connections into it.
 ///
 /// The returned [`Serve`] is configured with its builder methods and awaited (it is
 /// `IntoFuture`), or given to [`Shutdown::spawn_server`](crate::Shutdown::spawn_server).
@@ -195,13 +198,27 @@ where
 ///
 /// | Setting | Default |
 /// |---|---|
-/// | [`header_read_timeout`](Self::header_read_timeout) | 30 s, to the first request |
+/// | [`header_read_timeout`](Self::header_read_timeout) | 30 s, to the first request's head |
 /// | [`http2_keep_alive`](Self::http2_keep_alive) | `PING` every 60 s, 20 s to answer |
 /// | [`http2_max_concurrent_streams`](Self::http2_max_concurrent_streams) | 200 |
+/// | [`idle_timeout`](Self::idle_timeout) | none |
 /// | [`max_connection_age`](Self::max_connection_age) | none |
+/// | [`max_connections`](Self::max_connections) | no limit |
+/// | [`tap_io`](Self::tap_io) | none |
 /// | [`tcp_nodelay`](Self::tcp_nodelay) | on |
 /// | [`tcp_keepalive`](Self::tcp_keepalive) | off |
+/// | [`initial_stream_window_size`](Self::initial_stream_window_size) | 1 MiB |
+/// | [`initial_connection_window_size`](Self::initial_connection_window_size) | 1 MiB |
+/// | [`http2_adaptive_window`](Self::http2_adaptive_window) | off |
+/// | [`max_frame_size`](Self::max_frame_size) | 16 KiB |
+/// | [`http2_max_header_list_size`](Self::http2_max_header_list_size) | 16 KiB |
+/// | [`http2_max_pending_accept_reset_streams`](Self::http2_max_pending_accept_reset_streams) | 20 |
 /// | HTTP/2 extended `CONNECT` (RFC 8441, WebSockets over HTTP/2) | on, as in `axum::serve` |
+/// | [`http1_max_headers`](Self::http1_max_headers) | 100 |
+/// | [`http1_max_buf_size`](Self::http1_max_buf_size) | 417 792 bytes (about 400 KiB) |
+///
+/// The HTTP/2 and HTTP/1.x values are hyper's, written out in `serve` so that they stay
+/// what this table says whatever hyper's version.
 #[must_use = "a server does nothing until it is awaited or given to Shutdown::spawn_server"]
 pub struct Serve<L, M, K = Cloned> {
     listener: L,
@@ -209,79 +226,6 @@ pub struct Serve<L, M, K = Cloned> {
     app: M,
     options: Options,
     kind: PhantomData<fn() -> K>,
-}
-
-impl<L, M, K> Serve<L, M, K> {
-    /// How long a connection may take, from its accept, to say which protocol it speaks and,
-    /// on HTTP/1.x, to send its first request's headers; it is closed after that, never
-    /// served. Bounds the connections of slow or silent clients that never send a request.
-    /// Default 30 s.
-    ///
-    /// Later requests on a keep-alive connection are not timed (as under `axum::serve`):
-    /// hyper's per-request header timer would cost an allocation and a timer for every
-    /// request.
-    ///
-    /// # Panics
-    ///
-    /// If `timeout` is zero: every connection would be closed before its first request.
-    #[track_caller]
-    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
-        assert!(
-            !timeout.is_zero(),
-            "Serve::header_read_timeout must be non-zero: a zero timeout would close every \
-             connection before its first request"
-        );
-        self.options.header_read_timeout = timeout;
-        self
-    }
-
-    /// HTTP/2 keep-alive: a `PING` every `interval` on an idle connection, closed if not
-    /// answered within `timeout`. `None` turns it off. Detects clients that vanished without
-    /// closing. Default: every 60 s, 20 s to answer.
-    pub fn http2_keep_alive(mut self, interval: Option<Duration>, timeout: Duration) -> Self {
-        self.options.keep_alive_interval = interval;
-        self.options.keep_alive_timeout = timeout;
-        self
-    }
-
-    /// The most streams a client may have open at once on one HTTP/2 connection
-    /// (`SETTINGS_MAX_CONCURRENT_STREAMS`). Default: 200.
-    pub fn http2_max_concurrent_streams(mut self, max: u32) -> Self {
-        self.options.max_concurrent_streams = max;
-        self
-    }
-
-    /// Tells each connection to leave once it is `age` old (gRFC A9's `MAX_CONNECTION_AGE`),
-    /// give or take 10 % at random so that connections opened together do not leave together:
-    /// HTTP/2 connections get a graceful `GOAWAY`, HTTP/1.x ones `Connection: close` on their
-    /// next response. Clients reconnect and the load balancer spreads them anew: the way to
-    /// rebalance long-lived HTTP/2 and gRPC clients while serving. Default: never.
-    ///
-    /// `grace` (gRFC A9's `MAX_CONNECTION_AGE_GRACE`) then bounds how long the connection's
-    /// streams in flight may take before it is closed; `None` waits for them.
-    pub fn max_connection_age(mut self, age: Duration, grace: Option<Duration>) -> Self {
-        self.options.max_connection_age = Some(age);
-        self.options.max_connection_age_grace = grace;
-        self
-    }
-
-    /// `TCP_NODELAY` on each TCP connection: small writes (an HTTP/2 frame, a gRPC message, a
-    /// response's last bytes) leave at once instead of waiting for the previous segment's
-    /// acknowledgement (Nagle's algorithm), at the price of more, smaller packets under load.
-    /// Default: on, as tonic's server and Go's `net/http` do (`axum::serve` leaves the
-    /// system's default, off). No effect on other streams.
-    pub fn tcp_nodelay(mut self, nodelay: bool) -> Self {
-        self.options.tcp_nodelay = nodelay;
-        self
-    }
-
-    /// TCP keepalive on each TCP connection: probes once it has been idle for `idle`, so that
-    /// a peer that vanished (a crashed client, a dropped NAT entry) is noticed and its
-    /// connection closed. `None` leaves the system's default (off). Default: `None`.
-    pub fn tcp_keepalive(mut self, idle: Option<Duration>) -> Self {
-        self.options.tcp_keepalive = idle;
-        self
-    }
 }
 
 /// Runs the server, once the app's service is one `serve` can run: a tower HTTP service
@@ -313,27 +257,5 @@ impl<L, M, K> fmt::Debug for Serve<L, M, K> {
             .field("tracker", &self.tracker)
             .field("options", &self.options)
             .finish_non_exhaustive()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::convert::Infallible;
-
-    use http::{Request, Response};
-    use hyper::body::Incoming;
-    use tokio::net::TcpListener;
-
-    use super::*;
-
-    #[tokio::test(flavor = "current_thread")]
-    #[should_panic(expected = "header_read_timeout must be non-zero")]
-    async fn zero_header_read_timeout_panics() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let service = tower::service_fn(|_: Request<Incoming>| async {
-            Ok::<_, Infallible>(Response::new(String::new()))
-        });
-        let _ =
-            serve(listener, &DrainLayer::default(), service).header_read_timeout(Duration::ZERO);
     }
 }

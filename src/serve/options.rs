@@ -1,10 +1,25 @@
 //! The settings of a `Serve`, and the hyper-util builders made from them: what
-//! every connection of one server shares.
+//! every connection of one server shares. The setters, with their documentation, are in
+//! `settings.rs`; the defaults here are the ones its table lists.
 
+use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use hyper_util::server::conn::auto;
+
+use super::idle::{StreamExecutor, Streams};
+use super::protocol::Protocol;
+
+/// hyper's defaults, written out so that the documented table holds whatever hyper's version.
+pub(super) const DEFAULT_WINDOW: u32 = 1024 * 1024;
+pub(super) const DEFAULT_MAX_FRAME_SIZE: u32 = 16 * 1024;
+pub(super) const DEFAULT_MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
+/// h2's default since 0.4 (hyper issue 2877).
+pub(super) const DEFAULT_MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
+pub(super) const DEFAULT_HTTP1_MAX_HEADERS: usize = 100;
+pub(super) const DEFAULT_HTTP1_MAX_BUF_SIZE: usize = 8192 + 4096 * 100;
 
 /// The settings of a `Serve`, shared by its connections.
 #[derive(Debug, Clone)]
@@ -17,6 +32,16 @@ pub(super) struct Options {
     pub(super) max_connection_age_grace: Option<Duration>,
     pub(super) tcp_nodelay: bool,
     pub(super) tcp_keepalive: Option<Duration>,
+    pub(super) initial_stream_window_size: u32,
+    pub(super) initial_connection_window_size: u32,
+    pub(super) adaptive_window: bool,
+    pub(super) max_frame_size: u32,
+    pub(super) max_header_list_size: u32,
+    pub(super) max_pending_accept_reset_streams: usize,
+    pub(super) http1_max_headers: usize,
+    pub(super) http1_max_buf_size: usize,
+    pub(super) idle_timeout: Option<Duration>,
+    pub(super) max_connections: Option<usize>,
 }
 
 impl Default for Options {
@@ -30,33 +55,101 @@ impl Default for Options {
             max_connection_age_grace: None,
             tcp_nodelay: true,
             tcp_keepalive: None,
+            initial_stream_window_size: DEFAULT_WINDOW,
+            initial_connection_window_size: DEFAULT_WINDOW,
+            adaptive_window: false,
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            max_header_list_size: DEFAULT_MAX_HEADER_LIST_SIZE,
+            max_pending_accept_reset_streams: DEFAULT_MAX_PENDING_ACCEPT_RESET_STREAMS,
+            http1_max_headers: DEFAULT_HTTP1_MAX_HEADERS,
+            http1_max_buf_size: DEFAULT_HTTP1_MAX_BUF_SIZE,
+            idle_timeout: None,
+            max_connections: None,
         }
     }
 }
 
+/// A hyper-util builder, as `serve` makes them.
+pub(super) type Builder = auto::Builder<StreamExecutor>;
+
 /// The hyper-util builders for each protocol: the protocol is known before hyper sees the
 /// connection (see `protocol.rs`).
 pub(super) struct Builders {
-    pub(super) http1: auto::Builder<TokioExecutor>,
-    pub(super) http2: auto::Builder<TokioExecutor>,
+    pub(super) http1: Builder,
+    pub(super) http2: Builder,
 }
 
 impl Builders {
     pub(super) fn new(options: &Options) -> Self {
-        let mut http1 = auto::Builder::new(TokioExecutor::new()).http1_only();
-        // No timer for HTTP/1: hyper's own header read timeout allocates a timer for every
-        // request (it drops it after each head). The connection's task bounds its first
-        // request instead (`Serve::header_read_timeout`).
-        http1.http1().header_read_timeout(None);
-        let mut http2 = auto::Builder::new(TokioExecutor::new()).http2_only();
-        http2
-            .http2()
-            .timer(TokioTimer::new())
-            .keep_alive_interval(options.keep_alive_interval)
-            .keep_alive_timeout(options.keep_alive_timeout)
-            .max_concurrent_streams(options.max_concurrent_streams)
-            // WebSockets over HTTP/2 (RFC 8441), as axum::serve turns it on.
-            .enable_connect_protocol();
-        Self { http1, http2 }
+        Self {
+            http1: http1(options),
+            http2: http2(options, StreamExecutor::default()),
+        }
     }
+
+    /// The builder for one connection, and the count of its streams in flight when the idle
+    /// timeout needs it (HTTP/2: hyper spawns each stream, so the executor counts them; HTTP/1.x
+    /// connections are timed by hyper itself, see [`http1`]). Without an idle timeout, the
+    /// shared builder: nothing per connection.
+    pub(super) fn connection(
+        &self,
+        protocol: Protocol,
+        options: &Options,
+    ) -> (Cow<'_, Builder>, Option<Arc<Streams>>) {
+        match protocol {
+            Protocol::Http1 => (Cow::Borrowed(&self.http1), None),
+            Protocol::Http2 if options.idle_timeout.is_none() => (Cow::Borrowed(&self.http2), None),
+            Protocol::Http2 => {
+                let streams = Arc::new(Streams::default());
+                let executor = StreamExecutor::counting(Arc::clone(&streams));
+                (Cow::Owned(http2(options, executor)), Some(streams))
+            }
+        }
+    }
+}
+
+/// HTTP/1.x. Without an idle timeout, no timer: hyper's header read timeout allocates a timer
+/// for every request (it drops it after each head), and the connection's task bounds its first
+/// request itself (`Serve::header_read_timeout`). With one, hyper's header timer is the idle
+/// timeout: it runs from the moment a connection has nothing in flight (its previous response
+/// written) until the next request's head has arrived.
+fn http1(options: &Options) -> Builder {
+    let mut builder = auto::Builder::new(StreamExecutor::default()).http1_only();
+    let mut http1 = builder.http1();
+    http1
+        .max_headers(options.http1_max_headers)
+        .max_buf_size(options.http1_max_buf_size);
+    match options.idle_timeout {
+        Some(idle) => {
+            http1
+                .timer(TokioTimer::new())
+                .header_read_timeout(idle.min(options.header_read_timeout));
+        }
+        None => {
+            http1.header_read_timeout(None);
+        }
+    }
+    builder
+}
+
+fn http2(options: &Options, executor: StreamExecutor) -> Builder {
+    let mut builder = auto::Builder::new(executor).http2_only();
+    let mut http2 = builder.http2();
+    http2
+        .timer(TokioTimer::new())
+        .keep_alive_interval(options.keep_alive_interval)
+        .keep_alive_timeout(options.keep_alive_timeout)
+        .max_concurrent_streams(options.max_concurrent_streams)
+        .initial_stream_window_size(options.initial_stream_window_size)
+        .initial_connection_window_size(options.initial_connection_window_size)
+        .max_frame_size(options.max_frame_size)
+        .max_header_list_size(options.max_header_list_size)
+        .max_pending_accept_reset_streams(options.max_pending_accept_reset_streams)
+        // WebSockets over HTTP/2 (RFC 8441), as axum::serve turns it on.
+        .enable_connect_protocol();
+    // After the window sizes: hyper's adaptive window replaces them.
+    if options.adaptive_window {
+        http2.adaptive_window(true);
+    }
+    builder
 }
