@@ -17,8 +17,16 @@
 //! `127.0.0.1:3000`), `NOTICE_MS` (default 1000), `DRAIN_TIMEOUT_MS` (default 10000), `SERVER`:
 //! `serve` (default) or `axum` (`framework`), `axum::serve(..).with_graceful_shutdown(..)`,
 //! which says goodbye to its connections only at the drain. Routes (`support/routes.rs`):
-//! `GET /`, `/slow?ms=N`, `/stream?chunks=N&ms=M`, `/bytes?n=N`; the layer answers `/readyz`
-//! and `/livez`.
+//! `GET /`, `/slow?ms=N`, `/stream?chunks=N&ms=M`, `/bytes?n=N`, and `GET /whoami` (the
+//! client's `ip:port` as axum's `ConnectInfo<SocketAddr>` sees it); the layer answers
+//! `/readyz` and `/livez`.
+//!
+//! Where it listens: `ADDR=host:port`, or `ADDR=unix:/path/to.sock` (a Unix domain socket,
+//! drained like TCP; prints `listening on unix:/path/to.sock`). Given a socket by systemd or
+//! a supervisor (`LISTEN_FDS=1`, `LISTEN_PID` its own pid, the socket on fd 3), it serves that
+//! socket instead of binding `ADDR`, and at the drain leaves the connections queued on it to
+//! the next generation (`docs/single-host.md`). `TCP_NODELAY=1` (default) or `0` sets that
+//! option on every connection, for either server.
 
 #[path = "support/env.rs"]
 mod env;
@@ -29,9 +37,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
+use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::{Request, State};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::serve::{IncomingStream, ListenerExt as _};
+use axum::Extension;
+use tokio::net::{TcpStream, UnixListener};
+use tower_drain::serve::{Inherited, UnixPeer};
 use tower_drain::{BoxError, DrainLayer, Shutdown, ShutdownReport};
 
 #[tokio::main]
@@ -88,24 +105,71 @@ async fn main() -> Result<ShutdownReport, BoxError> {
     });
 
     let app = routes::routes()
+        .route("/whoami", get(whoami))
         .layer(middleware::from_fn_with_state(pool, use_pool))
         .layer(drain.clone());
+    let drain_begins = drain.token().clone().cancelled_owned();
 
-    let listener = tower_drain::serve::bind(settings.addr).await?; // a backlog of 1024, not 128
-    println!("listening on {}", listener.local_addr()?);
-
-    // The server runs in the sequence: the drain ends once it has closed every connection
-    // (every response written), or at the drain deadline.
-    match server {
-        env::Server::Serve => {
-            shutdown.spawn_server("http", tower_drain::serve(listener, &drain, app))
+    // The socket: passed by systemd or a supervisor (LISTEN_FDS, fd 3), a Unix domain socket
+    // (ADDR=unix:/path), or TCP with a backlog of 1024, not 128. The server runs in the
+    // sequence: the drain ends once it has closed every connection (every response written),
+    // or at the drain deadline.
+    let nodelay = settings.tcp_nodelay;
+    if let Some(listener) = Inherited::tcp_from_env()? {
+        println!("listening on {}", listener.get_ref().local_addr()?);
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
+        match server {
+            // Accepts until the drain, then leaves the queue to the next generation.
+            env::Server::Serve => shutdown.spawn_server(
+                "http",
+                tower_drain::serve(listener, &drain, app).tcp_nodelay(nodelay),
+            ),
+            env::Server::Framework => {
+                let listener = listener
+                    .into_inner()
+                    .tap_io(move |tcp| set_nodelay(tcp, nodelay));
+                let server = axum::serve(listener, app).with_graceful_shutdown(drain_begins);
+                shutdown.spawn_server("http", server)
+            }
+        };
+    } else {
+        match settings.addr {
+            env::Addr::Tcp(addr) => {
+                let listener = tower_drain::serve::bind(addr).await?;
+                println!("listening on {}", listener.local_addr()?);
+                let app = app.into_make_service_with_connect_info::<SocketAddr>();
+                match server {
+                    env::Server::Serve => shutdown.spawn_server(
+                        "http",
+                        tower_drain::serve(listener, &drain, app).tcp_nodelay(nodelay),
+                    ),
+                    env::Server::Framework => {
+                        // The same socket options as `serve`'s: like is compared with like.
+                        let listener = listener.tap_io(move |tcp| set_nodelay(tcp, nodelay));
+                        let server =
+                            axum::serve(listener, app).with_graceful_shutdown(drain_begins);
+                        shutdown.spawn_server("http", server)
+                    }
+                };
+            }
+            env::Addr::Unix(path) => {
+                let _ = std::fs::remove_file(&path); // left by a previous run
+                let listener = UnixListener::bind(&path)?;
+                println!("listening on unix:{}", path.display());
+                let app = app.into_make_service_with_connect_info::<UnixPeerInfo>();
+                match server {
+                    env::Server::Serve => {
+                        shutdown.spawn_server("http", tower_drain::serve(listener, &drain, app))
+                    }
+                    env::Server::Framework => {
+                        let server =
+                            axum::serve(listener, app).with_graceful_shutdown(drain_begins);
+                        shutdown.spawn_server("http", server)
+                    }
+                };
+            }
         }
-        env::Server::Framework => {
-            let drain_begins = drain.token().clone().cancelled_owned();
-            let server = axum::serve(listener, app).with_graceful_shutdown(drain_begins);
-            shutdown.spawn_server("http", server)
-        }
-    };
+    }
 
     Ok(shutdown.run().await) // logs the report; main exits with its code
 }
@@ -136,4 +200,53 @@ async fn use_pool(State(pool): State<Arc<Pool>>, request: Request, next: Next) -
     let response = next.run(request).await;
     pool.query("a request");
     response
+}
+
+/// `GET /whoami`: the client's address as the `ConnectInfo<SocketAddr>` extractor sees it
+/// (`ip:port`), or on a Unix socket the connecting process (`unix pid=.. uid=..`).
+async fn whoami(
+    tcp: Option<Extension<ConnectInfo<SocketAddr>>>,
+    unix: Option<Extension<ConnectInfo<UnixPeerInfo>>>,
+) -> Response {
+    match (tcp, unix) {
+        (Some(Extension(ConnectInfo(peer))), _) => peer.to_string().into_response(),
+        (_, Some(Extension(ConnectInfo(peer)))) => {
+            let pid = peer.pid.map_or("?".into(), |pid| pid.to_string());
+            format!("unix pid={pid} uid={}", peer.uid).into_response()
+        }
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "no client address").into_response(),
+    }
+}
+
+/// A Unix socket client: its process and user (`SO_PEERCRED`), for `ConnectInfo`.
+#[derive(Clone, Debug)]
+struct UnixPeerInfo {
+    pid: Option<i32>,
+    uid: u32,
+}
+
+/// Under `tower_drain::serve`, from the peer it accepted.
+impl Connected<UnixPeer> for UnixPeerInfo {
+    fn connect_info(peer: UnixPeer) -> Self {
+        let cred = peer.cred();
+        Self {
+            pid: cred.and_then(|c| c.pid()),
+            uid: cred.map_or(u32::MAX, |c| c.uid()),
+        }
+    }
+}
+
+/// Under `axum::serve`, from the stream it accepted.
+impl Connected<IncomingStream<'_, UnixListener>> for UnixPeerInfo {
+    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
+        let cred = stream.io().peer_cred().ok();
+        Self {
+            pid: cred.and_then(|c| c.pid()),
+            uid: cred.map_or(u32::MAX, |c| c.uid()),
+        }
+    }
+}
+
+fn set_nodelay(tcp: &mut TcpStream, nodelay: bool) {
+    let _ = tcp.set_nodelay(nodelay);
 }

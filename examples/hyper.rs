@@ -89,7 +89,7 @@ async fn main() -> Result<ShutdownReport, BoxError> {
         .layer(drain.clone())
         .service_fn(handle);
 
-    let listener = tower_drain::serve::bind(settings.addr).await?; // a backlog of 1024, not 128
+    let listener = tower_drain::serve::bind(settings.addr.tcp()).await?; // a backlog of 1024, not 128
     println!("listening on {}", listener.local_addr()?);
 
     let drain_begins = drain.token().clone();

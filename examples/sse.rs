@@ -86,7 +86,7 @@ async fn main() -> Result<ShutdownReport, BoxError> {
         .route("/events", get(events))
         .layer(drain.clone());
 
-    let listener = tower_drain::serve::bind(settings.addr).await?; // a backlog of 1024, not 128
+    let listener = tower_drain::serve::bind(settings.addr.tcp()).await?; // a backlog of 1024, not 128
     let bound = listener.local_addr()?;
     println!("listening on {bound}");
     tracing::info!("try: curl -N http://{bound}/events, then send SIGTERM or press Ctrl-C");

@@ -74,7 +74,7 @@ async fn main() -> Result<ShutdownReport, BoxError> {
         tracing::info!("health: NOT_SERVING");
     });
 
-    let listener = tower_drain::serve::bind(settings.addr).await?; // a backlog of 1024, not 128
+    let listener = tower_drain::serve::bind(settings.addr.tcp()).await?; // a backlog of 1024, not 128
     println!("listening on {}", listener.local_addr()?);
 
     // The server runs in the sequence: the drain ends once every connection has closed.

@@ -68,7 +68,10 @@ struct Server {
     // Released after `drop` has killed the child.
     _turn: std::sync::MutexGuard<'static, ()>,
     child: Child,
+    /// Where it listens, if on TCP.
     addr: SocketAddr,
+    /// What it printed after `listening on `.
+    listening: String,
     stderr: Arc<Mutex<String>>,
     stdout: Arc<Mutex<String>>,
     /// The threads copying stdout and stderr: done once the process has exited and its
@@ -92,18 +95,33 @@ impl Server {
     }
 
     fn spawn(name: &str, notice_ms: u64, drain_timeout_ms: u64, env: &[(&str, &str)]) -> Self {
+        Self::spawn_with(name, notice_ms, drain_timeout_ms, |command| {
+            command.envs(env.iter().copied());
+        })
+    }
+
+    /// Starts example `name`, its command set up by `configure` last (to change `ADDR`, or
+    /// start it through a shell).
+    fn spawn_with(
+        name: &str,
+        notice_ms: u64,
+        drain_timeout_ms: u64,
+        configure: impl FnOnce(&mut Command),
+    ) -> Self {
         let path = example(name);
         // A failed test poisons the lock; the next one may still run.
         let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-        let mut child = Command::new(path)
-            .envs(env.iter().copied())
+        let mut command = Command::new(path);
+        command
             .env("ADDR", "127.0.0.1:0")
             .env("NOTICE_MS", notice_ms.to_string())
             .env("DRAIN_TIMEOUT_MS", drain_timeout_ms.to_string())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::piped());
+        configure(&mut command);
+        let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("start the {name} example: {e}"));
         let stderr = Arc::new(Mutex::new(String::new()));
@@ -119,12 +137,18 @@ impl Server {
             _turn: turn,
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listening: String::new(),
             stderr,
             stdout,
             collectors: [stderr_collector, stdout_collector],
         };
         match listening_rx.recv_timeout(STARTUP) {
-            Ok(addr) => server.addr = addr,
+            Ok(listening) => {
+                if let Ok(addr) = listening.parse() {
+                    server.addr = addr;
+                }
+                server.listening = listening;
+            }
             Err(_) => panic!(
                 "no `listening on` line within {STARTUP:?}; stdout:\n{}\nstderr:\n{}",
                 server.stdout(),
@@ -253,15 +277,13 @@ impl Drop for Server {
 fn collect(
     pipe: impl Read + Send + 'static,
     sink: Arc<Mutex<String>>,
-    listening: Option<mpsc::Sender<SocketAddr>>,
+    listening: Option<mpsc::Sender<String>>,
 ) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         for line in BufReader::new(pipe).lines() {
             let Ok(line) = line else { break };
             if let (Some(tx), Some(addr)) = (&listening, line.strip_prefix("listening on ")) {
-                if let Ok(addr) = addr.trim().parse() {
-                    let _ = tx.send(addr);
-                }
+                let _ = tx.send(addr.trim().to_owned());
             }
             let mut sink = sink.lock().unwrap();
             sink.push_str(&line);
@@ -792,4 +814,169 @@ fn download_longer_than_the_drain_deadline(name: &str) {
         received < n,
         "the download could not have finished: {received} bytes"
     );
+}
+
+// The example's interface as a drop-in for axum::serve (issue 14): the client's address, a
+// Unix socket, a socket inherited on fd 3; and idle clients that must not delay the exit.
+
+/// What `GET /whoami` answers on `stream`, the request sent on it.
+fn whoami_over(mut stream: impl Read + Write) -> Response {
+    stream
+        .write_all(b"GET /whoami HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
+        .expect("send");
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    match text.split_once("\r\n\r\n") {
+        Some((head, body)) => {
+            let status = head
+                .split(' ')
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            Response::Http(status, body.to_owned())
+        }
+        None => Response::Failed(text),
+    }
+}
+
+#[test]
+fn whoami_answers_the_clients_address_on_serve_and_on_axum_serve() {
+    for name in ["serve", "axum"] {
+        let mut server = Server::start_on(name, 0, 5_000);
+        let stream = connect(server.addr).expect("connect");
+        let me = stream.local_addr().unwrap();
+        let response = whoami_over(stream);
+        assert_eq!(response.status(), Some(200), "SERVER={name}: {response:?}");
+        let Response::Http(_, body) = response else {
+            unreachable!()
+        };
+        assert_eq!(body.trim(), me.to_string(), "SERVER={name}");
+        server.signal("TERM");
+        let (status, _) = server.wait_exit(IO_TIMEOUT);
+        assert_eq!(status.code(), Some(0), "SERVER={name}");
+    }
+}
+
+#[test]
+fn unix_socket_serves_and_drains_a_request_in_flight_like_tcp() {
+    use std::os::unix::net::UnixStream;
+    for name in ["serve", "axum"] {
+        let dir = std::env::temp_dir().join(format!("tower-drain-uds-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.sock"));
+        let addr = format!("unix:{}", path.display());
+        let mut server = Server::spawn_with("axum", 200, 5_000, |command| {
+            command.env("SERVER", name).env("ADDR", &addr);
+        });
+        assert_eq!(server.listening, addr, "SERVER={name}");
+        let response = whoami_over(UnixStream::connect(&path).unwrap());
+        let Response::Http(200, body) = response else {
+            panic!("SERVER={name}: {response:?}")
+        };
+        assert!(body.starts_with("unix pid="), "SERVER={name}: {body}");
+        // A slow request sent before SIGTERM is answered in full (it reaches the server
+        // within the notice period, which serves it as any other).
+        let mut slow = UnixStream::connect(&path).unwrap();
+        slow.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        slow.write_all(b"GET /slow?ms=400 HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        server.signal("TERM");
+        let mut raw = Vec::new();
+        let _ = slow.read_to_end(&mut raw);
+        let text = String::from_utf8_lossy(&raw);
+        assert!(text.starts_with("HTTP/1.1 200"), "SERVER={name}: {text}");
+        let (status, _) = server.wait_exit(IO_TIMEOUT);
+        assert_eq!(status.code(), Some(0), "SERVER={name}");
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+#[test]
+fn socket_inherited_on_fd_3_is_served_instead_of_addr() {
+    for name in ["serve", "axum"] {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let bound = listener.local_addr().unwrap();
+        // The socket reaches the child as its stdin; the shell moves it to fd 3 and sets
+        // LISTEN_PID to its own pid, which `exec` keeps (what systemd does after its fork).
+        let socket = std::os::fd::OwnedFd::from(listener.try_clone().unwrap());
+        let mut server = Server::spawn_with("axum", 0, 5_000, |command| {
+            let program = command.get_program().to_owned();
+            let mut shell = Command::new("sh");
+            shell
+                .arg("-c")
+                .arg(r#"exec 3<&0 0</dev/null; LISTEN_FDS=1 LISTEN_PID=$$ exec "$0""#)
+                .arg(program)
+                .envs(command.get_envs().filter_map(|(k, v)| Some((k, v?))))
+                .env("SERVER", name)
+                .env("ADDR", "127.0.0.1:1") // not bound: the inherited socket is served
+                .stdin(Stdio::from(socket))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            *command = shell;
+        });
+        assert_eq!(server.listening, bound.to_string(), "SERVER={name}");
+        let response = server.get("/");
+        assert_eq!(response.status(), Some(200), "SERVER={name}: {response:?}");
+        server.signal("TERM");
+        let (status, _) = server.wait_exit(IO_TIMEOUT);
+        assert_eq!(status.code(), Some(0), "SERVER={name}");
+        // The socket outlives the generation: a client connecting now waits in its queue for
+        // the next one (here, this test), instead of being refused.
+        let client = connect(bound).expect("queued, not refused");
+        let (_, peer) = listener.accept().unwrap();
+        assert_eq!(peer, client.local_addr().unwrap());
+    }
+}
+
+/// The time from SIGTERM to exit of the axum example on `server` (NOTICE_MS=0), with one
+/// client connection held open by `client`, made before the signal.
+fn exit_time_with_idle_client(server: &str, client: fn(SocketAddr) -> TcpStream) -> Duration {
+    let mut process = Server::start_on(server, 0, 10_000);
+    let held = client(process.addr);
+    let sent = process.signal("TERM");
+    let (status, exited) = process.wait_exit(IO_TIMEOUT);
+    assert_eq!(status.code(), Some(0), "SERVER={server}");
+    drop(held);
+    exited - sent
+}
+
+/// Connected, nothing sent: a browser's pre-connection, a balancer's TCP check.
+fn silent_client(addr: SocketAddr) -> TcpStream {
+    connect(addr).expect("connect")
+}
+
+/// One request answered, then idle and never read again: a pooled keep-alive connection.
+fn pooled_client(addr: SocketAddr) -> TcpStream {
+    let mut stream = connect(addr).expect("connect");
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
+        .expect("send");
+    let mut raw = Vec::new();
+    let mut buf = [0; 1024];
+    while !String::from_utf8_lossy(&raw).contains("hello") {
+        let n = stream.read(&mut buf).expect("read");
+        assert_ne!(n, 0, "closed before its response");
+        raw.extend_from_slice(&buf[..n]);
+    }
+    stream
+}
+
+#[test]
+fn idle_clients_do_not_hold_the_exit_of_serve() {
+    // Were 1 028 ms (the grace for a first request) and 2 028 ms (the lingering close), against
+    // ~25 ms for axum::serve. The bound is far from both, and far above a loaded machine's
+    // noise: `scripts/bench-serve.sh` compares the two servers' exits side by side.
+    for (kind, client) in [
+        ("silent", silent_client as fn(SocketAddr) -> TcpStream),
+        ("pooled", pooled_client),
+    ] {
+        let serve = exit_time_with_idle_client("serve", client);
+        let axum = exit_time_with_idle_client("axum", client);
+        eprintln!("{kind} client: serve exits in {serve:?}, axum::serve in {axum:?}");
+        assert!(
+            serve < Duration::from_millis(600),
+            "{kind} client: serve took {serve:?} to exit (axum::serve {axum:?})"
+        );
+    }
 }

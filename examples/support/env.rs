@@ -3,6 +3,7 @@
 //! message naming the variable, never a panic. The harness's control servers share `addr`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
@@ -12,12 +13,42 @@ const MAX_MS: u64 = 3_600_000;
 
 /// What every shutdown example reads from the environment.
 pub struct Settings {
-    /// `ADDR`: `host:port` (port 0 picks a free port).
-    pub addr: SocketAddr,
+    /// `ADDR`: `host:port` (port 0 picks a free port), or `unix:/path/to.sock` where the
+    /// example takes a Unix domain socket.
+    pub addr: Addr,
     /// `NOTICE_MS`: the notice period, default 1000 ms, may be 0.
     pub notice: Duration,
     /// `DRAIN_TIMEOUT_MS`: the drain deadline, default 10000 ms, at least 1.
     pub drain_timeout: Duration,
+    /// `TCP_NODELAY`: `1` (default) or `0`, for every server the example runs, so that
+    /// `SERVER=serve` and the framework's server are compared with the same socket options.
+    #[allow(dead_code)] // used by the examples that offer the choice (axum)
+    pub tcp_nodelay: bool,
+}
+
+/// Where an example listens (`ADDR`).
+#[derive(Clone, Debug)]
+pub enum Addr {
+    /// `host:port`.
+    Tcp(SocketAddr),
+    /// `unix:/path/to.sock`.
+    #[allow(dead_code)] // only the axum example takes a Unix socket
+    Unix(PathBuf),
+}
+
+impl Addr {
+    /// The TCP address, for the examples that listen on TCP only; exits with code 2 on a Unix
+    /// socket path.
+    #[allow(dead_code)] // used by the examples that listen on TCP only
+    pub fn tcp(&self) -> SocketAddr {
+        match self {
+            Addr::Tcp(addr) => *addr,
+            Addr::Unix(path) => exit_bad_setting(&format!(
+                "ADDR must be host:port for this example, got unix:{}",
+                path.display()
+            )),
+        }
+    }
 }
 
 impl Settings {
@@ -26,9 +57,10 @@ impl Settings {
     pub fn from_env(default_port: u16) -> Self {
         let read = || {
             Ok::<_, String>(Self {
-                addr: addr(SocketAddr::from(([127, 0, 0, 1], default_port)))?,
+                addr: listen_addr(SocketAddr::from(([127, 0, 0, 1], default_port)))?,
                 notice: millis("NOTICE_MS", 1_000, 0)?,
                 drain_timeout: millis("DRAIN_TIMEOUT_MS", 10_000, 1)?,
+                tcp_nodelay: flag("TCP_NODELAY", true)?,
             })
         };
         read().unwrap_or_else(|message| exit_bad_setting(&message))
@@ -78,6 +110,33 @@ pub fn addr(default: SocketAddr) -> Result<SocketAddr, String> {
             .trim()
             .parse()
             .map_err(|e| format!("ADDR must be host:port, like {default}, got {v:?}: {e}")),
+    }
+}
+
+/// `ADDR` as `host:port` or `unix:/path`, or `default`.
+fn listen_addr(default: SocketAddr) -> Result<Addr, String> {
+    match std::env::var("ADDR") {
+        Ok(v) if v.starts_with("unix:") => {
+            let path = &v["unix:".len()..];
+            if path.is_empty() {
+                return Err("ADDR=unix: needs a path, like unix:/tmp/app.sock".into());
+            }
+            Ok(Addr::Unix(PathBuf::from(path)))
+        }
+        _ => addr(default).map(Addr::Tcp),
+    }
+}
+
+/// The environment variable `name` as `1`/`true` or `0`/`false`, or `default`.
+fn flag(name: &str, default: bool) -> Result<bool, String> {
+    match std::env::var(name) {
+        Err(std::env::VarError::NotPresent) => Ok(default),
+        Err(e) => Err(format!("{name}: {e}")),
+        Ok(v) => match v.trim() {
+            "1" | "true" => Ok(true),
+            "0" | "false" => Ok(false),
+            _ => Err(format!("{name} must be 1 or 0, got {v:?}")),
+        },
     }
 }
 

@@ -2,42 +2,38 @@
 //! for every connection to close. The connections' tasks live in a `JoinSet` owned by this
 //! future, so dropping it (the drain deadline) cuts them all.
 
+use std::any::Any;
+use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
 use super::connection::serve_connection;
+use super::listener::{Listener, ACCEPT_ERROR_BACKOFF};
+use super::make::ConnectionService;
 use super::options::{Builders, Options};
 use super::service::HttpService;
 use crate::tracker::ConnectionTracker;
 
 /// Accepts on `listener` until the drain begins, takes the connections queued in its backlog,
 /// then waits for every connection to close.
-pub(super) async fn run<S: HttpService>(
-    listener: TcpListener,
+pub(super) async fn run<L, M, K>(
+    mut listener: L,
     tracker: ConnectionTracker,
-    service: S,
+    mut make: M,
     options: Options,
-) -> io::Result<()> {
-    // Serves one accepted connection: its future, spawned into `connections`.
-    let serve = {
-        let tracker = tracker.clone();
-        let builders = Arc::new(Builders::new(&options));
-        let options = Arc::new(options);
-        move |(stream, peer): (TcpStream, SocketAddr)| {
-            serve_connection(
-                stream,
-                peer,
-                tracker.clone(),
-                service.clone(),
-                Arc::clone(&builders),
-                Arc::clone(&options),
-            )
-        }
+) -> io::Result<()>
+where
+    L: Listener,
+    M: ConnectionService<L::Addr, K>,
+    M::Service: HttpService,
+{
+    let shared = Shared {
+        builders: Arc::new(Builders::new(&options)),
+        options: Arc::new(options),
+        tracker: tracker.clone(),
     };
     let mut connections = JoinSet::new();
     {
@@ -49,11 +45,11 @@ pub(super) async fn run<S: HttpService>(
                 () = &mut draining => break,
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => {
-                        connections.spawn(serve(accepted));
+                        shared.spawn(&mut connections, &mut make, accepted).await?;
                     }
                     // Out of file descriptors and the like: the listener itself is fine.
                     // Wait instead of spinning, and go on.
-                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    Err(_) => tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await,
                 },
                 // Reap finished connections as they go, so the set stays as large as the
                 // number of open connections.
@@ -63,74 +59,54 @@ pub(super) async fn run<S: HttpService>(
     }
     // The drain has begun: stop accepting. Connections already in the listen backlog were sent
     // before the load balancer knew; closing the listener would make the kernel reset them,
-    // so they are taken and served (each told to leave at once).
-    for accepted in take_backlog(listener) {
-        connections.spawn(serve(accepted));
+    // so they are taken and served (each told to leave at once), unless the socket is shared
+    // with a next generation (`Inherited`), which takes them.
+    for accepted in listener.take_queued() {
+        shared.spawn(&mut connections, &mut make, accepted).await?;
     }
     // Each connection says goodbye by itself.
     while connections.join_next().await.is_some() {}
     Ok(())
 }
 
-/// At most this many connections are taken from the backlog at the drain: the kernel's
-/// default cap on any backlog (`net.core.somaxconn`), so a client that keeps connecting
-/// cannot hold the listener open.
-const MAX_BACKLOG: usize = 4096;
-
-/// Takes the connections already queued in the listen backlog, then closes the listener.
-///
-/// A non-blocking `accept` until the queue is empty: it asks the kernel, not the reactor.
-/// (tokio's `accept` waits for the reactor's next turn to learn that the queue is empty, and a
-/// load balancer that keeps connecting, as nginx does until it is refused, kept the listener
-/// open for as long as it did: up to a second with nginx under load, while the drain was
-/// meant to have stopped accepting.) What connects after the last `accept` is refused, or
-/// reset if it made the queue in the microseconds before the close.
-fn take_backlog(listener: TcpListener) -> Vec<(TcpStream, SocketAddr)> {
-    let mut taken = Vec::new();
-    // Still non-blocking: `into_std` keeps the mode tokio set.
-    let Ok(listener) = listener.into_std() else {
-        return taken;
-    };
-    while taken.len() < MAX_BACKLOG {
-        match listener.accept() {
-            Ok((stream, peer)) => {
-                let stream = stream
-                    .set_nonblocking(true)
-                    .and_then(|()| TcpStream::from_std(stream));
-                if let Ok(stream) = stream {
-                    taken.push((stream, peer));
-                }
-            }
-            // Reset by its client while queued: the next one may be fine.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            // Empty, or out of file descriptors: what is left is reset with the close.
-            Err(_) => break,
-        }
-    }
-    taken
+/// What every connection of one server shares.
+struct Shared {
+    builders: Arc<Builders>,
+    options: Arc<Options>,
+    tracker: ConnectionTracker,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn drain_takes_every_queued_connection_without_waiting_then_refuses_new_ones() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        // Queued by the kernel while nothing accepts; the reactor has not seen them.
-        let clients: Vec<_> = (0..20)
-            .map(|_| std::net::TcpStream::connect(addr).unwrap())
-            .collect();
-        let taken = take_backlog(listener);
-        assert_eq!(taken.len(), clients.len());
-        let mut local: Vec<_> = clients.iter().map(|c| c.local_addr().unwrap()).collect();
-        let mut peers: Vec<_> = taken.iter().map(|(_, peer)| *peer).collect();
-        local.sort();
-        peers.sort();
-        assert_eq!(peers, local, "each queued client is taken, once");
-        let refused = std::net::TcpStream::connect(addr).unwrap_err();
-        assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
+impl Shared {
+    /// Spawns the task that serves one accepted connection into `connections`, once `make` is
+    /// ready to make its service. An error of `make` ends the server: it can make no more.
+    async fn spawn<Io, A, M, K>(
+        &self,
+        connections: &mut JoinSet<()>,
+        make: &mut M,
+        (io, addr): (Io, A),
+    ) -> io::Result<()>
+    where
+        Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        A: Any,
+        M: ConnectionService<A, K>,
+        M::Service: HttpService,
+    {
+        poll_fn(|cx| make.poll_ready(cx))
+            .await
+            .map_err(io::Error::other)?;
+        connections.spawn(serve_connection(
+            io,
+            socket_addr(&addr),
+            make.make(&addr),
+            self.tracker.clone(),
+            Arc::clone(&self.builders),
+            Arc::clone(&self.options),
+        ));
+        Ok(())
     }
+}
+
+/// The peer's address for the report, if the listener's address is an IP one.
+fn socket_addr<A: Any>(addr: &A) -> Option<SocketAddr> {
+    (addr as &dyn Any).downcast_ref::<SocketAddr>().copied()
 }

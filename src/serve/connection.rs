@@ -1,7 +1,9 @@
 //! One connection's life: detect its protocol, serve it, tell it to leave when its
-//! [`Lifecycle`] says so (the announce, its first request after the announce, its maximum
-//! age, the drain), then close it with a linger.
+//! [`Lifecycle`] says so (the announce, its maximum age, the drain), then close it
+//! (`linger.rs`) once hyper, or the upgraded stream of a WebSocket, is done with it.
 
+use std::any::Any;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::atomic::Ordering;
@@ -10,46 +12,76 @@ use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
+use super::conn_io::ConnIo;
 use super::leave::Leave;
 use super::lifecycle::{Action, Event, Lifecycle};
-use super::linger::{linger, Lingering};
+use super::linger::{close, Linger};
 use super::options::{Builders, Options};
-use super::protocol::{detect, Protocol};
+use super::protocol::{detect, Prefix, Protocol};
 use super::service::HttpService;
 use super::state::ConnState;
 use crate::tracker::ConnectionTracker;
+use crate::BoxError;
 
-/// How long, once the drain has begun, a connection that has not sent a request yet is given
-/// for its first one (a request already on the wire), before it is closed.
+/// How long, once the drain has begun, an HTTP/1.x connection whose first request has started
+/// to arrive is given to finish sending it, before it is closed.
 const LATE_FIRST_REQUEST: Duration = Duration::from_secs(1);
 
+/// How long after its accept a connection that has sent nothing may still have its first bytes
+/// on the wire: a load balancer writes its request as soon as its connect completes. Once the
+/// drain has begun, a silent connection is closed when it is this old (at once if it already
+/// is): an older one is a pre-connection or a health check's TCP connect, and waiting for it
+/// would only delay the exit.
+const FIRST_BYTES: Duration = Duration::from_millis(20);
+
 /// Serves one accepted connection until it closes, counted in `tracker`'s registry.
-pub(super) async fn serve_connection<S: HttpService>(
-    stream: TcpStream,
-    peer: SocketAddr,
+pub(super) async fn serve_connection<Io, S>(
+    mut io: Io,
+    peer: Option<SocketAddr>,
+    service: impl Future<Output = Result<S, BoxError>>,
     tracker: ConnectionTracker,
-    service: S,
     builders: Arc<Builders>,
     options: Arc<Options>,
-) {
-    let guard = tracker.registry().open(Some(peer));
+) where
+    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: HttpService,
+{
+    let accepted = Instant::now();
+    let guard = tracker.registry().open(peer);
     let during_notice = !tracker.is_ready();
-    let _ = stream.set_nodelay(true);
-    let Some(protocol) = detect_protocol(&stream, &tracker, options.header_read_timeout).await
-    else {
+    configure_tcp(&io, &options);
+    let mut prefix = Prefix::default();
+    let protocol = detect_protocol(
+        &mut io,
+        &mut prefix,
+        &tracker,
+        options.header_read_timeout,
+        accepted,
+    )
+    .await;
+    // The app's service for this connection (a clone, or what its make service made).
+    let service = match protocol {
+        Some(_) => service.await.ok(),
+        None => None,
+    };
+    let (Some(protocol), Some(service)) = (protocol, service) else {
         guard.finished();
+        drop(guard);
+        close(io, Linger::Never).await;
         return;
     };
-    let state = Arc::new(ConnState::new(guard, protocol, tracker.clone()));
+    let state = Arc::new(ConnState::new(guard, protocol));
     let builder = match protocol {
         Protocol::Http1 => &builders.http1,
         Protocol::Http2 => &builders.http2,
     };
     let service = TowerToHyperService::new(Leave::new(service, Arc::clone(&state)));
-    let (io, returned) = Lingering::new(stream);
-    // Boxed, so that it can be dropped (giving the socket back) before the task lingers.
+    let (io, returned) = ConnIo::new(io, prefix);
+    // Boxed, so that it can be dropped (giving the stream back) before the task closes it.
     let mut connection =
         Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
 
@@ -63,7 +95,7 @@ pub(super) async fn serve_connection<S: HttpService>(
     loop {
         let event = tokio::select! {
             biased;
-            // Closed by either side, or failed: it ended by itself.
+            // Closed by either side, failed, or upgraded: hyper is done with it.
             _ = connection.as_mut() => break,
             () = &mut draining, if life.awaits(Event::Drain) => Event::Drain,
             () = &mut late_timer => {
@@ -71,13 +103,8 @@ pub(super) async fn serve_connection<S: HttpService>(
                 Event::LateFirstRequestDue
             }
             () = &mut announced, if life.awaits(Event::Announce) => Event::Announce,
-            () = state.first_request.notified(), if life.awaits(Event::FirstRequest) => {
-                Event::FirstRequest
-            }
             () = &mut age_timer => {
                 age_timer.set(sleep_or_never(None));
-                // HTTP/1.x: `Leave` puts `Connection: close` on its responses from now on.
-                state.leave.store(true, Ordering::Relaxed);
                 if let Some(grace) = options.max_connection_age_grace {
                     grace_timer.set(sleep_or_never(Some(grace)));
                 }
@@ -92,39 +119,62 @@ pub(super) async fn serve_connection<S: HttpService>(
                 connection.as_mut().graceful_shutdown();
                 state.guard.told_to_leave();
             }
+            // Counted as told to leave when a response carries it (`Leave`).
+            Action::LeaveOnNextResponse => state.leave.store(true, Ordering::Relaxed),
             Action::AwaitLateFirstRequest => {
                 late_timer.set(sleep_or_never(Some(LATE_FIRST_REQUEST)));
             }
             Action::CloseUnserved => connection.as_mut().graceful_shutdown(),
         }
     }
-    // The connection counts as closed from here; hyper gives the socket back when dropped.
-    state.guard.finished();
     drop(connection);
+    // The stream comes back once nothing uses it: at once, or once the upgraded stream of a
+    // WebSocket ends. The connection counts as open until then, and is named if cut.
+    let io = returned.await;
+    state.guard.finished();
     drop(state);
-    if let Ok(stream) = returned.await {
-        linger(stream).await;
+    if let Ok(io) = io {
+        let linger = match protocol {
+            Protocol::Http1 => Linger::IfSending,
+            Protocol::Http2 => Linger::Always,
+        };
+        close(io, linger).await;
     }
 }
 
-/// Which protocol the connection speaks, from its first bytes. `None`: it closed or failed
-/// first, or said nothing in time.
+/// The socket options of `serve`'s settings, on a TCP connection.
+fn configure_tcp<Io: 'static>(io: &Io, options: &Options) {
+    let Some(stream) = (io as &dyn Any).downcast_ref::<TcpStream>() else {
+        return;
+    };
+    if options.tcp_nodelay {
+        let _ = stream.set_nodelay(true);
+    }
+    if let Some(idle) = options.tcp_keepalive {
+        let keepalive = socket2::TcpKeepalive::new().with_time(idle);
+        let _ = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive);
+    }
+}
+
+/// Which protocol the connection speaks, from its first bytes (kept in `prefix`). `None`: it
+/// closed or failed first, or said nothing in time.
 ///
 /// A client that says nothing within the header timeout is closed: it was never served. Once
-/// the drain has begun it gets `LATE_FIRST_REQUEST` more at most: its first bytes may be on
-/// the wire, and closing now would answer them with a reset.
-async fn detect_protocol(
-    stream: &TcpStream,
+/// the drain has begun, a silent connection is closed once it is [`FIRST_BYTES`] old.
+async fn detect_protocol<Io: AsyncRead + Unpin>(
+    io: &mut Io,
+    prefix: &mut Prefix,
     tracker: &ConnectionTracker,
     header_read_timeout: Duration,
+    accepted: Instant,
 ) -> Option<Protocol> {
     tokio::select! {
-        detected = tokio::time::timeout(header_read_timeout, detect(stream)) => {
+        detected = tokio::time::timeout(header_read_timeout, detect(io, prefix)) => {
             detected.ok().and_then(Result::ok).flatten()
         }
         () = async {
             tracker.draining().await;
-            tokio::time::sleep(LATE_FIRST_REQUEST).await;
+            tokio::time::sleep_until(accepted + FIRST_BYTES).await;
         } => None,
     }
 }

@@ -1,7 +1,11 @@
 //! [`Leave`]: the service of one connection. It remembers the request the connection is
 //! serving (so a cut connection can be named), and tells an HTTP/1.x client to leave with
-//! `Connection: close` once the shutdown is announced or the connection is too old, the only
+//! `Connection: close` once its connection must (open at the announce, or too old), the only
 //! way HTTP/1.x has to say goodbye without racing the client's next request.
+//!
+//! Per request: the head written to the connection's slot (no lock, no allocation), one
+//! relaxed load (and one store, on the first request), and for HTTP/1.x one relaxed load
+//! when the response is ready.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -48,12 +52,9 @@ where
             .guard
             .record()
             .request(request.version(), request.method(), request.uri());
-        // A plain load first: after the connection's first request this is a read, not a
-        // locked read-modify-write, on every request.
-        if !state.had_request.load(Ordering::Relaxed)
-            && !state.had_request.swap(true, Ordering::Relaxed)
-        {
-            state.first_request.notify_one();
+        // A plain load first: after the connection's first request this is a read only.
+        if !state.had_request.load(Ordering::Relaxed) {
+            state.had_request.store(true, Ordering::Relaxed);
         }
         let state = (state.protocol == Protocol::Http1).then(|| Arc::clone(state));
         LeaveFuture {
@@ -82,7 +83,7 @@ where
         let me = self.project();
         let mut response = ready!(me.future.poll(cx))?;
         if let Some(state) = me.state.take() {
-            if state.leave.load(Ordering::Relaxed) || !state.tracker.is_ready() {
+            if state.leave.load(Ordering::Relaxed) {
                 close_connection(&mut response);
                 state.guard.told_to_leave();
             }

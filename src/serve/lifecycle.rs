@@ -1,14 +1,23 @@
 //! [`Lifecycle`]: when a connection is told to leave. The moments of its life (the announce,
-//! the drain, its first request, its maximum age, the end of the wait for a late first
-//! request) are [`Event`]s; what the connection's task must do at each is an [`Action`]. No
-//! I/O here: the task (`connection.rs`) waits for the events and carries out the actions.
+//! the drain, its maximum age, the end of the wait for a late first request) are [`Event`]s;
+//! what the connection's task must do at each is an [`Action`]. No I/O here: the task
+//! (`connection.rs`) waits for the events and carries out the actions.
 //!
-//! HTTP/1.x and HTTP/2 differ. An HTTP/2 connection can be told to leave at any moment
-//! (graceful `GOAWAY`), so it is told at the announce, or after its first request if it was
-//! accepted during the notice. An HTTP/1.x connection can only be told with a response
-//! (`Connection: close`, put on by `Leave` from the announce on), and
-//! closing it between requests races the client's next one: it is closed only at the drain,
-//! once idle, or once its first request has had a little time to arrive
+//! **Open at the announce:** told to leave at once. HTTP/2 can be told at any moment
+//! (graceful `GOAWAY`); HTTP/1.x only with a response (`Connection: close` on the next one,
+//! put on by `Leave`), since closing between requests races the client's next one.
+//!
+//! **Accepted during the notice:** HTTP/2 is served as the framework's own server serves every
+//! connection, and told to leave at the drain (or at its maximum age). Such a connection comes
+//! from a load balancer that has not yet seen readiness fail, or from a client that was just
+//! told to leave and came back: telling it to leave again sends it back again, and each round
+//! trip refuses the streams it had in flight. Keeping it until the drain costs nothing: the
+//! drain tells it then, as the framework's server does. (HTTP/1.x responses carry
+//! `Connection: close` from the announce on anyway when the app has the layer, whatever the
+//! server: that refuses nothing, the next request is served on the next connection.)
+//!
+//! **At the drain:** HTTP/2 `GOAWAY`; HTTP/1.x idle connections close, busy ones after their
+//! response, and one whose first request is still arriving gets a little time
 //! (`LATE_FIRST_REQUEST`, in `connection.rs`).
 
 use super::protocol::Protocol;
@@ -18,16 +27,16 @@ use super::protocol::Protocol;
 pub(super) struct Lifecycle {
     protocol: Protocol,
     stage: Stage,
+    /// Open when the shutdown was announced, or before: told to leave at the announce.
+    awaits_announce: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
-    /// Served. To be told to leave at the announce (HTTP/2), at its maximum age (HTTP/2) or
-    /// at the drain.
+    /// Served; to be told to leave at the announce (if open then), its maximum age or the
+    /// drain. An HTTP/1.x connection stays here after being told with its responses, until
+    /// the drain.
     Serving,
-    /// HTTP/2, accepted during the notice: told to leave after its first request (or at the
-    /// drain or its age, whichever comes first).
-    AwaitingFirstRequest,
     /// HTTP/1.x without a request when the drain began: its first request may be on the wire,
     /// and is served if it comes in time; the connection is closed otherwise.
     LateFirstRequest,
@@ -43,8 +52,6 @@ pub(super) enum Event {
     Announce,
     /// The drain began.
     Drain,
-    /// The connection's first request arrived.
-    FirstRequest,
     /// The connection reached its maximum age.
     Aged,
     /// The wait for a late first request ([`Action::AwaitLateFirstRequest`]) is over.
@@ -59,6 +66,8 @@ pub(super) enum Action {
     /// Tell the connection to leave: HTTP/2 `GOAWAY`; HTTP/1.x closes once its response in
     /// progress is written, at once if idle. Counted as told to leave. Asked once at most.
     TellToLeave,
+    /// HTTP/1.x: put `Connection: close` on the connection's responses from now on.
+    LeaveOnNextResponse,
     /// Give the connection's first request a little time to arrive, then send
     /// [`Event::LateFirstRequestDue`].
     AwaitLateFirstRequest,
@@ -70,22 +79,19 @@ pub(super) enum Action {
 impl Lifecycle {
     /// A connection just accepted, `during_notice` if the shutdown was already announced.
     pub(super) fn new(protocol: Protocol, during_notice: bool) -> Self {
-        let stage = if during_notice && protocol == Protocol::Http2 {
-            Stage::AwaitingFirstRequest
-        } else {
-            // HTTP/1.x accepted during the notice: its first response says goodbye.
-            Stage::Serving
-        };
-        Self { protocol, stage }
+        Self {
+            protocol,
+            stage: Stage::Serving,
+            awaits_announce: !during_notice,
+        }
     }
 
     /// Whether the task still waits for `event`: no event that can change nothing is awaited.
     /// (The timers, `Aged` and `LateFirstRequestDue`, are armed by the task, once.)
     pub(super) fn awaits(&self, event: Event) -> bool {
         match event {
-            Event::Announce => self.protocol == Protocol::Http2 && self.stage == Stage::Serving,
-            Event::Drain => matches!(self.stage, Stage::Serving | Stage::AwaitingFirstRequest),
-            Event::FirstRequest => self.stage == Stage::AwaitingFirstRequest,
+            Event::Announce => self.awaits_announce && self.stage == Stage::Serving,
+            Event::Drain => self.stage == Stage::Serving,
             Event::Aged | Event::LateFirstRequestDue => true,
         }
     }
@@ -96,11 +102,13 @@ impl Lifecycle {
         let http2 = self.protocol == Protocol::Http2;
         match (event, self.stage) {
             (_, Stage::Leaving) => Action::Wait,
-            (Event::Announce, Stage::Serving) if http2 => self.tell_to_leave(),
-            (Event::FirstRequest, Stage::AwaitingFirstRequest) => self.tell_to_leave(),
-            // HTTP/1.x: `Leave` puts `Connection: close` on its next response.
-            (Event::Aged, Stage::Serving | Stage::AwaitingFirstRequest) if http2 => {
-                self.tell_to_leave()
+            (Event::Announce | Event::Aged, Stage::Serving) => {
+                self.awaits_announce = false;
+                if http2 {
+                    self.tell_to_leave()
+                } else {
+                    Action::LeaveOnNextResponse
+                }
             }
             // No request yet, but the first may be on the wire: hyper would close the
             // connection unread. Serve it (its response carries `Connection: close`), and
@@ -111,7 +119,7 @@ impl Lifecycle {
             }
             // HTTP/1.x: idle connections close, busy ones after their response. HTTP/2:
             // `GOAWAY`.
-            (Event::Drain, Stage::Serving | Stage::AwaitingFirstRequest) => self.tell_to_leave(),
+            (Event::Drain, Stage::Serving) => self.tell_to_leave(),
             (Event::LateFirstRequestDue, Stage::LateFirstRequest) => {
                 self.stage = Stage::Leaving;
                 if had_request {
@@ -158,15 +166,10 @@ mod tests {
     }
 
     #[test]
-    fn http2_accepted_during_the_notice_is_told_after_its_first_request() {
-        let events = [(Announce, false), (FirstRequest, true), (Drain, true)];
+    fn http2_accepted_during_the_notice_is_told_at_the_drain_not_after_its_first_request() {
+        let events = [(Announce, true), (Drain, true)];
         assert_eq!(run(Http2, true, &events), [TellToLeave]);
-    }
-
-    #[test]
-    fn http2_accepted_during_the_notice_without_a_request_is_told_at_the_drain() {
-        let events = [(Announce, false), (Drain, false), (FirstRequest, true)];
-        assert_eq!(run(Http2, true, &events), [TellToLeave]);
+        assert!(!Lifecycle::new(Http2, true).awaits(Announce));
     }
 
     #[test]
@@ -176,16 +179,23 @@ mod tests {
     }
 
     #[test]
-    fn http1_is_not_told_before_the_drain_its_responses_say_goodbye() {
-        let events = [(Announce, true), (FirstRequest, true), (Aged, true)];
-        assert_eq!(run(Http1, true, &events), [Wait]);
-        assert!(!Lifecycle::new(Http1, false).awaits(Announce));
+    fn http1_open_at_the_announce_says_goodbye_on_its_next_response_and_closes_at_the_drain() {
+        let events = [(Announce, true), (Aged, true), (Drain, true)];
+        assert_eq!(
+            run(Http1, false, &events),
+            [LeaveOnNextResponse, LeaveOnNextResponse, TellToLeave]
+        );
     }
 
     #[test]
-    fn http1_with_a_request_is_told_to_leave_at_the_drain() {
-        let events = [(Announce, true), (Drain, true), (LateFirstRequestDue, true)];
-        assert_eq!(run(Http1, false, &events), [TellToLeave, Wait]);
+    fn http1_accepted_during_the_notice_keeps_alive_until_the_drain() {
+        let events = [(Announce, true), (Drain, true)];
+        assert_eq!(run(Http1, true, &events), [TellToLeave]);
+    }
+
+    #[test]
+    fn http1_at_its_maximum_age_says_goodbye_on_its_next_response() {
+        assert_eq!(run(Http1, false, &[(Aged, true)]), [LeaveOnNextResponse]);
     }
 
     #[test]

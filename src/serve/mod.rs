@@ -79,56 +79,62 @@
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::io;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::time::Duration;
-
-use http::{Request, Response};
-use hyper::body::Incoming;
-use tokio::net::TcpListener;
-use tower_service::Service;
 
 use self::options::Options;
 use self::service::HttpService;
 use crate::tracker::ConnectionTracker;
-use crate::{BoxError, DrainLayer};
+use crate::DrainLayer;
 
-pub use bind::bind;
+pub use self::bind::bind;
+#[cfg(unix)]
+pub use self::listener::UnixPeer;
+pub use self::listener::{Inherited, Listener};
+pub use self::make::{Cloned, ConnectionService, Made};
 
 mod accept;
 mod bind;
+mod conn_io;
 mod connection;
 mod leave;
 mod lifecycle;
 mod linger;
+mod listener;
+mod make;
 mod options;
 mod protocol;
 mod service;
 mod state;
 
-/// Serves `service` on `listener`, draining with `drain`'s tracker: see the
+/// Serves `app` on `listener`, draining with `drain`'s tracker: see the
 /// [module docs](self) for what it does at each moment of a shutdown.
 ///
-/// `service` is what each connection's requests go to: an axum `Router`, tonic `Routes`, or
-/// any tower HTTP service. Apply the layer to it as usual (`.layer(drain.clone())`); `serve`
-/// only uses the layer's tracker for the timing, and counts connections into it.
+/// - `listener`: a tokio [`TcpListener`](tokio::net::TcpListener) (see [`bind`]), a
+///   [`UnixListener`](tokio::net::UnixListener), an [`Inherited`] socket, or any
+///   [`Listener`].
+/// - `app`: what each connection's requests go to. A service, cloned for each connection (an
+///   axum `Router`, tonic `Routes`, any tower HTTP service), or a make service called with
+///   each connection's address, such as axum's
+///   `into_make_service_with_connect_info::<SocketAddr>()` for the `ConnectInfo` extractor
+///   ([`ConnectionService`]). Apply the layer to it as usual (`.layer(drain.clone())`);
+///   `serve` only uses the layer's tracker for the timing, and counts connections into it.
 ///
 /// The returned [`Serve`] is configured with its builder methods and awaited (it is
 /// `IntoFuture`), or given to [`Shutdown::spawn_server`](crate::Shutdown::spawn_server).
 /// It completes once the drain has begun and every connection has closed.
-pub fn serve<S, B>(listener: TcpListener, drain: &DrainLayer, service: S) -> Serve<S>
+pub fn serve<L, M, K>(listener: L, drain: &DrainLayer, app: M) -> Serve<L, M, K>
 where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    L: Listener,
+    M: ConnectionService<L::Addr, K>,
 {
     Serve {
         listener,
         tracker: drain.tracker(),
-        service,
+        app,
         options: Options::default(),
+        kind: PhantomData,
     }
 }
 
@@ -143,15 +149,19 @@ where
 /// | [`http2_keep_alive`](Self::http2_keep_alive) | `PING` every 60 s, 20 s to answer |
 /// | [`http2_max_concurrent_streams`](Self::http2_max_concurrent_streams) | 200 |
 /// | [`max_connection_age`](Self::max_connection_age) | none |
+/// | [`tcp_nodelay`](Self::tcp_nodelay) | on |
+/// | [`tcp_keepalive`](Self::tcp_keepalive) | off |
+/// | HTTP/2 extended `CONNECT` (RFC 8441, WebSockets over HTTP/2) | on, as in `axum::serve` |
 #[must_use = "a server does nothing until it is awaited or given to Shutdown::spawn_server"]
-pub struct Serve<S> {
-    listener: TcpListener,
+pub struct Serve<L, M, K = Cloned> {
+    listener: L,
     tracker: ConnectionTracker,
-    service: S,
+    app: M,
     options: Options,
+    kind: PhantomData<fn() -> K>,
 }
 
-impl<S> Serve<S> {
+impl<L, M, K> Serve<L, M, K> {
     /// How long a connection may take to send a request's headers (HTTP/1.x) or to say which
     /// protocol it speaks; it is closed after that. Bounds the connections of slow or idle
     /// clients that never send a request. Default 30 s.
@@ -199,11 +209,36 @@ impl<S> Serve<S> {
         self.options.max_connection_age_grace = grace;
         self
     }
+
+    /// `TCP_NODELAY` on each TCP connection: small writes (an HTTP/2 frame, a gRPC message, a
+    /// response's last bytes) leave at once instead of waiting for the previous segment's
+    /// acknowledgement (Nagle's algorithm), at the price of more, smaller packets under load.
+    /// Default: on, as tonic's server and Go's `net/http` do (`axum::serve` leaves the
+    /// system's default, off). No effect on other streams.
+    pub fn tcp_nodelay(mut self, nodelay: bool) -> Self {
+        self.options.tcp_nodelay = nodelay;
+        self
+    }
+
+    /// TCP keepalive on each TCP connection: probes once it has been idle for `idle`, so that
+    /// a peer that vanished (a crashed client, a dropped NAT entry) is noticed and its
+    /// connection closed. `None` leaves the system's default (off). Default: `None`.
+    pub fn tcp_keepalive(mut self, idle: Option<Duration>) -> Self {
+        self.options.tcp_keepalive = idle;
+        self
+    }
 }
 
-/// Runs the server. Every `Serve` that [`serve`] returns can be awaited: the service bound is
-/// the one [`serve`] spells out.
-impl<S: HttpService> IntoFuture for Serve<S> {
+/// Runs the server, once the app's service is one `serve` can run: a tower HTTP service
+/// taking `Request<hyper::body::Incoming>`, `Clone + Send + 'static`, with `Send` futures
+/// and bodies, errors that convert into [`BoxError`](crate::BoxError).
+impl<L, M, K> IntoFuture for Serve<L, M, K>
+where
+    L: Listener,
+    M: ConnectionService<L::Addr, K>,
+    M::Service: HttpService,
+    K: 'static,
+{
     type Output = io::Result<()>;
     type IntoFuture = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
 
@@ -211,16 +246,15 @@ impl<S: HttpService> IntoFuture for Serve<S> {
         Box::pin(accept::run(
             self.listener,
             self.tracker,
-            self.service,
+            self.app,
             self.options,
         ))
     }
 }
 
-impl<S> fmt::Debug for Serve<S> {
+impl<L, M, K> fmt::Debug for Serve<L, M, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Serve")
-            .field("listener", &self.listener)
             .field("tracker", &self.tracker)
             .field("options", &self.options)
             .finish_non_exhaustive()
@@ -230,6 +264,10 @@ impl<S> fmt::Debug for Serve<S> {
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;
+
+    use http::{Request, Response};
+    use hyper::body::Incoming;
+    use tokio::net::TcpListener;
 
     use super::*;
 

@@ -15,6 +15,8 @@ pub(super) struct Options {
     pub(super) max_concurrent_streams: u32,
     pub(super) max_connection_age: Option<Duration>,
     pub(super) max_connection_age_grace: Option<Duration>,
+    pub(super) tcp_nodelay: bool,
+    pub(super) tcp_keepalive: Option<Duration>,
 }
 
 impl Default for Options {
@@ -26,6 +28,8 @@ impl Default for Options {
             max_concurrent_streams: 200,
             max_connection_age: None,
             max_connection_age_grace: None,
+            tcp_nodelay: true,
+            tcp_keepalive: None,
         }
     }
 }
@@ -50,7 +54,9 @@ impl Builders {
             .timer(TokioTimer::new())
             .keep_alive_interval(options.keep_alive_interval)
             .keep_alive_timeout(options.keep_alive_timeout)
-            .max_concurrent_streams(options.max_concurrent_streams);
+            .max_concurrent_streams(options.max_concurrent_streams)
+            // WebSockets over HTTP/2 (RFC 8441), as axum::serve turns it on.
+            .enable_connect_protocol();
         Self { http1, http2 }
     }
 }

@@ -3,42 +3,28 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tokio::sync::Notify;
-
 use super::protocol::Protocol;
 use crate::connections::ConnectionGuard;
-use crate::tracker::ConnectionTracker;
 
 /// What a connection's task and its service share.
 ///
 /// The flags are read and written with `Relaxed`: each is read alone, to decide what to do
-/// next, and publishes no other memory; the first request's wake-up goes through the
-/// `Notify`.
+/// next, and publishes no other memory.
 pub(super) struct ConnState {
     pub(super) guard: ConnectionGuard,
     pub(super) protocol: Protocol,
-    pub(super) tracker: ConnectionTracker,
-    /// Set once the connection must leave for its own reason (its maximum age): HTTP/1.x
-    /// responses carry `Connection: close` from then on. (The announce is read from the
-    /// tracker.)
+    /// Set once an HTTP/1.x connection must leave (the announce, if it was open then; its
+    /// maximum age): its responses carry `Connection: close` from then on.
     pub(super) leave: AtomicBool,
-    /// Signalled on the connection's first request.
-    pub(super) first_request: Notify,
     pub(super) had_request: AtomicBool,
 }
 
 impl ConnState {
-    pub(super) fn new(
-        guard: ConnectionGuard,
-        protocol: Protocol,
-        tracker: ConnectionTracker,
-    ) -> Self {
+    pub(super) fn new(guard: ConnectionGuard, protocol: Protocol) -> Self {
         Self {
             guard,
             protocol,
-            tracker,
             leave: AtomicBool::new(false),
-            first_request: Notify::new(),
             had_request: AtomicBool::new(false),
         }
     }

@@ -5,7 +5,8 @@
 //! feature.
 //!
 //! Registration happens once per connection (a lock on open and close); per request, only
-//! the connection's own record of its last request head is written.
+//! the connection's own record of its last request head is written, without a lock
+//! (`head.rs`).
 
 // `serve` fills the registry and `Shutdown` reads it: without `shutdown`, part of it is unused.
 #![cfg_attr(not(feature = "shutdown"), allow(dead_code))]
@@ -17,6 +18,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use http::{Method, Uri, Version};
+
+use self::head::HeadSlot;
+
+mod head;
 
 /// Every open connection of every `serve` on one tracker, and counts of the closed ones.
 #[derive(Debug, Default)]
@@ -35,7 +40,7 @@ pub(crate) struct Record {
     peer: Option<SocketAddr>,
     told_to_leave: AtomicBool,
     /// The protocol and the head of the last request the connection delivered.
-    last: Mutex<Option<(Version, Method, Uri)>>,
+    last: HeadSlot,
 }
 
 impl Connections {
@@ -45,7 +50,7 @@ impl Connections {
         let record = Arc::new(Record {
             peer,
             told_to_leave: AtomicBool::new(false),
-            last: Mutex::new(None),
+            last: HeadSlot::default(),
         });
         lock(&self.open).insert(id, Arc::clone(&record));
         self.accepted.fetch_add(1, Ordering::Relaxed);
@@ -76,7 +81,7 @@ impl Connections {
         open.sort_unstable_by_key(|(id, _)| *id);
         open.into_iter()
             .map(|(_, record)| {
-                let last = lock(&record.last).clone();
+                let last = record.last.read();
                 OpenConnection {
                     peer: record.peer,
                     told_to_leave: record.told_to_leave.load(Ordering::Relaxed),
@@ -137,14 +142,15 @@ impl Drop for ConnectionGuard {
 }
 
 impl Record {
-    /// Remembers the head of the request the connection is now serving.
+    /// Remembers the head of the request the connection is now serving. Called from the
+    /// connection's task only (see `head.rs`).
     pub(crate) fn request(&self, version: Version, method: &Method, uri: &Uri) {
-        *lock(&self.last) = Some((version, method.clone(), uri.clone()));
+        self.last.write(version, method, uri);
     }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding these locks leaves consistent data: a map insert or a field write.
+    // A panic while holding this lock leaves consistent data: a map insert or removal.
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 

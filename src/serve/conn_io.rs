@@ -1,0 +1,128 @@
+//! [`ConnIo`]: a connection's stream as hyper sees it. It first hands over the bytes read to
+//! tell the protocol ([`Prefix`]), and when hyper drops it (the connection closed, or the
+//! upgraded stream of a WebSocket ended), gives the stream back to the connection's task, which
+//! counts the connection as closed only then and closes the stream itself (`linger.rs`).
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::oneshot;
+
+use super::protocol::Prefix;
+
+/// The connection's stream as hyper sees it.
+pub(super) struct ConnIo<Io> {
+    /// `Some` until dropped.
+    io: Option<Io>,
+    prefix: Prefix,
+    /// How much of `prefix` hyper has read.
+    replayed: u8,
+    back: Option<oneshot::Sender<Io>>,
+}
+
+impl<Io> ConnIo<Io> {
+    /// `io` for hyper, `prefix` read first, and where `io` comes back once hyper is done.
+    pub(super) fn new(io: Io, prefix: Prefix) -> (Self, oneshot::Receiver<Io>) {
+        let (back, returned) = oneshot::channel();
+        let conn = Self {
+            io: Some(io),
+            prefix,
+            replayed: 0,
+            back: Some(back),
+        };
+        (conn, returned)
+    }
+}
+
+impl<Io: Unpin> ConnIo<Io> {
+    fn io(&mut self) -> Pin<&mut Io> {
+        Pin::new(self.io.as_mut().expect("present until dropped"))
+    }
+}
+
+impl<Io> Drop for ConnIo<Io> {
+    fn drop(&mut self) {
+        if let (Some(io), Some(back)) = (self.io.take(), self.back.take()) {
+            // The task may be gone (aborted at the deadline): then the stream is just dropped.
+            let _ = back.send(io);
+        }
+    }
+}
+
+impl<Io: AsyncRead + Unpin> AsyncRead for ConnIo<Io> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.replayed < self.prefix.len {
+            let rest = &self.prefix.bytes[usize::from(self.replayed)..usize::from(self.prefix.len)];
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            self.replayed += n as u8; // at most the prefix's length
+            return Poll::Ready(Ok(()));
+        }
+        self.io().poll_read(cx, buf)
+    }
+}
+
+impl<Io: AsyncWrite + Unpin> AsyncWrite for ConnIo<Io> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.io().poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.io().poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.as_ref().is_some_and(|io| io.is_write_vectored())
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.io().poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.io().poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn hyper_reads_the_prefix_first_then_the_stream() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let prefix = Prefix {
+            bytes: *b"GET ",
+            len: 4,
+        };
+        let (mut io, returned) = ConnIo::new(server, prefix);
+        client.write_all(b"/ HTTP/1.1\r\n").await.unwrap();
+        let mut read = vec![0; 16];
+        let mut n = 0;
+        while n < 16 {
+            n += io.read(&mut read[n..]).await.unwrap();
+        }
+        assert_eq!(&read, b"GET / HTTP/1.1\r\n");
+        drop(io);
+        assert!(
+            returned.await.is_ok(),
+            "the stream comes back when hyper drops it"
+        );
+    }
+}
