@@ -15,15 +15,20 @@
 # and streams (/stream?chunks=3..8&ms=50..100), and checks every answer to the last byte.
 #
 # Servers (--servers, comma-separated, each run in turn under the same load and settings):
-#   serve   SERVER=serve: tower-drain's serve, given the inherited socket
-#   axum    SERVER=axum: the control, axum::serve(..).with_graceful_shutdown(..) with the same
-#           layer and the same inherited socket
+#   serve             SERVER=serve: tower-drain's serve, given the inherited socket
+#   axum              SERVER=axum: the control, axum::serve(..).with_graceful_shutdown(..) with
+#                     the same layer and the same inherited socket
+#   serve-stop-first  SERVER=serve, but each restart stops generation k before it starts k+1
+#                     (the supervisor's --stop-first), as `systemctl restart` of one service
+#                     does: nothing refused, but what arrives waits in the queue meanwhile
+#                     (the max ms column)
+# Default: all three; with --short: serve,axum.
 #
 # It prints per server the load generator's table (one row per restart), each generation's
 # exit, and then one summary row per server: requests sent, answered, refused connections
 # (connect errors), lost requests (non-2xx or no complete answer), resent (hyper handed them
-# back unsent: the connection was already closing; not lost), non-zero exits, the slowest
-# stop. Goal, for serve: 0 refused, 0 lost, every exit 0. The control's figures are printed
+# back unsent: the connection was already closing; not lost), the slowest request, non-zero
+# exits, the slowest stop. Goal, for serve: 0 refused, 0 lost, every exit 0. The control's figures are printed
 # beside; they do not decide the exit status.
 #
 # Environment: SERVER_BIN runs that binary instead of examples/axum.rs (it must have the
@@ -40,7 +45,7 @@ EOF
 }
 
 RESTARTS=6
-SERVERS=serve,axum
+SERVERS=""          # default: serve,axum,serve-stop-first; with --short: serve,axum
 NOTICE_MS=500
 DRAIN_TIMEOUT_MS=10000
 INTERVAL_MS=2000    # the newest generation serves alone this long before the next restart
@@ -49,7 +54,7 @@ PROFILE=release
 
 while (($#)); do
   case "$1" in
-    --short) RESTARTS=2; INTERVAL_MS=1000 ;;
+    --short) RESTARTS=2; INTERVAL_MS=1000; SERVERS=${SERVERS:-serve,axum} ;;
     --restarts) RESTARTS=$2; shift ;;
     --servers) SERVERS=$2; shift ;;
     --notice-ms) NOTICE_MS=$2; shift ;;
@@ -66,9 +71,11 @@ for n in "$RESTARTS" "$NOTICE_MS" "$DRAIN_TIMEOUT_MS" "$INTERVAL_MS" "${CONNECTI
   [[ "$n" =~ ^[0-9]+$ ]] || { echo "numeric options take whole numbers, got '$n'" >&2; exit 2; }
 done
 ((DRAIN_TIMEOUT_MS > 0)) || { echo "--drain-timeout-ms must be at least 1" >&2; exit 2; }
-IFS=, read -r -a SERVER_LIST <<< "$SERVERS"
+IFS=, read -r -a SERVER_LIST <<< "${SERVERS:-serve,axum,serve-stop-first}"
 for s in "${SERVER_LIST[@]}"; do
-  case "$s" in serve|axum) ;; *) echo "--servers takes serve and axum, got '$s'" >&2; exit 2 ;; esac
+  case "$s" in serve|axum|serve-stop-first|axum-stop-first) ;; *)
+    echo "--servers takes serve, axum, serve-stop-first and axum-stop-first, got '$s'" >&2; exit 2 ;;
+  esac
 done
 case "$PROFILE" in release) PROFILE_DIR=release ;; dev) PROFILE_DIR=debug ;; *)
   echo "--profile must be release or dev" >&2; exit 2 ;;
@@ -124,14 +131,15 @@ field() { # field NAME LINE: the value of NAME=value in LINE, or `-`
 }
 
 run_server() {
-  local server=$1 target load_ctl sup_in supervisor_status=0
+  local server=$1 target load_ctl sup_in supervisor_status=0 order=() how="start k+1, then SIGTERM k"
+  [[ "$server" != *-stop-first ]] || { order=(--stop-first); how="SIGTERM k, exit, then start k+1"; }
   echo
-  echo "==> SERVER=$server: $RESTARTS restarts on one kept socket, NOTICE_MS=$NOTICE_MS," \
-       "DRAIN_TIMEOUT_MS=$DRAIN_TIMEOUT_MS, interval ${INTERVAL_MS}ms, loadgen h1 mixed" \
-       "${CONNECTIONS:+($CONNECTIONS connections)}"
+  echo "==> SERVER=${server%-stop-first}: $RESTARTS restarts on one kept socket ($how)," \
+       "NOTICE_MS=$NOTICE_MS, DRAIN_TIMEOUT_MS=$DRAIN_TIMEOUT_MS, interval ${INTERVAL_MS}ms," \
+       "loadgen h1 mixed${CONNECTIONS:+ ($CONNECTIONS connections)}"
   mkfifo "$WORK/supervisor-$server.in" "$WORK/loadgen-$server.in"
-  exec {SUP_OUT}< <(exec env NOTICE_MS="$NOTICE_MS" DRAIN_TIMEOUT_MS="$DRAIN_TIMEOUT_MS" SERVER="$server" \
-    "$SUPERVISOR" --restarts "$RESTARTS" --interval-ms "$INTERVAL_MS" -- "$SERVER_BIN" \
+  exec {SUP_OUT}< <(exec env NOTICE_MS="$NOTICE_MS" DRAIN_TIMEOUT_MS="$DRAIN_TIMEOUT_MS" SERVER="${server%-stop-first}" \
+    "$SUPERVISOR" --restarts "$RESTARTS" --interval-ms "$INTERVAL_MS" "${order[@]}" -- "$SERVER_BIN" \
     < "$WORK/supervisor-$server.in" 2> "$WORK/supervisor-$server.err")
   SUP_PID=$!
   exec {sup_in}> "$WORK/supervisor-$server.in"
@@ -152,9 +160,11 @@ run_server() {
     case "$EVENT" in
       "ready gen=0 "*) echo "    gen 0 ready: $(field addr "$EVENT"), pid $(field pid "$EVENT")" ;;
       "ready gen="*)
+        echo "    gen $(field gen "$EVENT") ready after $(field ms "$EVENT") ms" ;;
+      "stopping gen="*)
         gen=$(field gen "$EVENT")
-        echo "phase restart $gen" >&"$load_ctl"
-        echo "    restart $gen: gen $gen ready after $(field ms "$EVENT") ms, SIGTERM to gen $((gen - 1))" ;;
+        echo "phase restart $((gen + 1))" >&"$load_ctl"
+        echo "    restart $((gen + 1)): SIGTERM to gen $gen" ;;
       "exit gen="*)
         echo "    gen $(field gen "$EVENT") exited: ${EVENT#exit gen=* pid=* }" ;;
       "restarts done") break ;;
@@ -189,14 +199,15 @@ run_server() {
     head -n 12 "$WORK/loadgen-$server.err" | sed 's/^/    /'
   fi
 
-  local total summary detail refused
+  local total summary detail refused max_ms
   total=$(grep '^TOTAL' "$WORK/loadgen-$server.out")
+  max_ms=$(awk '$1 == "total" { print $8 }' "$WORK/loadgen-$server.out")
   summary=$(grep '^SUPERVISOR' "$WORK/supervisor-$server.out" || echo "SUPERVISOR failure=no_summary")
   # Refused connections: the load generator's connect errors (the total row's detail column).
   detail=$(grep -E '^total ' "$WORK/loadgen-$server.out" | sed -E 's/^total +([0-9]+ +){7} *//')
   refused=$(grep -oE '(^|, )connect=[0-9]+' <<< "$detail" | grep -oE '[0-9]+$' || true)
   RESULT[$server]="$(field restarts "$summary") $(field sent "$total") $(field ok "$total") ${refused:-0}"
-  RESULT[$server]+=" $(field lost "$total") $(field unsent "$total") $(field nonzero_exits "$summary")"
+  RESULT[$server]+=" $(field lost "$total") $(field unsent "$total") ${max_ms:--} $(field nonzero_exits "$summary")"
   RESULT[$server]+=" $(field max_stop_ms "$summary") $(field failure "$summary") $supervisor_status"
   DETAIL[$server]=${detail:-none}
 }
@@ -207,14 +218,14 @@ for s in "${SERVER_LIST[@]}"; do run_server "$s"; done
 echo
 echo "==> summary: $RESTARTS restarts on one kept socket, no balancer, NOTICE_MS=$NOTICE_MS," \
      "loadgen h1 mixed (keep-alive; fast, slow and streaming requests)"
-printf '%-8s %8s %8s %8s %8s %8s %8s %10s %12s  %s\n' \
-  server restarts sent ok refused lost resent "exits!=0" "max stop ms" failures
+printf '%-16s %8s %8s %8s %8s %6s %7s %7s %9s %12s  %s\n' \
+  server restarts sent ok refused lost resent "max ms" "exits!=0" "max stop ms" failures
 status=0
 for s in "${SERVER_LIST[@]}"; do
-  read -r restarts sent ok refused lost unsent nonzero max_stop failure sup_status <<< "${RESULT[$s]}"
-  printf '%-8s %8s %8s %8s %8s %8s %8s %10s %12s  %s\n' \
-    "$s" "$restarts" "$sent" "$ok" "$refused" "$lost" "$unsent" "$nonzero" "$max_stop" "${DETAIL[$s]}"
-  [[ "$failure" == none ]] || echo "         supervisor: ${failure//_/ }"
+  read -r restarts sent ok refused lost unsent max_ms nonzero max_stop failure sup_status <<< "${RESULT[$s]}"
+  printf '%-16s %8s %8s %8s %8s %6s %7s %7s %9s %12s  %s\n' \
+    "$s" "$restarts" "$sent" "$ok" "$refused" "$lost" "$unsent" "$max_ms" "$nonzero" "$max_stop" "${DETAIL[$s]}"
+  [[ "$failure" == none ]] || echo "                 supervisor: ${failure//_/ }"
   if [[ "$s" == serve ]]; then
     if [[ "$restarts" == "$RESTARTS" && "$sent" =~ ^[1-9] && "$refused" == 0 && "$lost" == 0 \
           && "$nonzero" == 0 && "$failure" == none && "$sup_status" == 0 ]]; then

@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! supervisor [--addr HOST:PORT] [--restarts N] [--interval-ms MS] [--ready-timeout-ms MS] \
-//!            [--stop-timeout-ms MS] -- COMMAND [ARG..]
+//!            [--stop-timeout-ms MS] [--stop-first] -- COMMAND [ARG..]
 //! ```
 //!
 //! It binds one TCP socket (`--addr`, default `127.0.0.1:0`; backlog 1024,
@@ -18,7 +18,10 @@
 //!    `--interval-ms` (default 2000) and the one before it has exited: start generation k+1 on
 //!    the same socket, wait for its `listening on`, send `SIGTERM` to generation k, and record
 //!    generation k's exit code and its time from `SIGTERM` to exit (past `--stop-timeout-ms`,
-//!    default 30000: `SIGKILL`, as systemd does after `TimeoutStopSec`);
+//!    default 30000: `SIGKILL`, as systemd does after `TimeoutStopSec`).
+//!    With `--stop-first`, each restart stops generation k before it starts k+1, as
+//!    `systemctl restart` does: no overlap, and the socket's queue holds the connections that
+//!    arrive in between;
 //! 3. print `restarts done`, keep the last generation until standard input ends or reads
 //!    `stop`, then stop it the same way.
 //!
@@ -27,7 +30,7 @@
 //! `--ready-timeout-ms` (default 30000), ends it too, as a failure.
 //!
 //! Standard output, one event a line: `socket ADDR`, `ready gen=K pid=P ms=T addr=A`,
-//! `exit gen=K pid=P code=C stop_ms=T` (or `signal=N`, and `killed` after a `SIGKILL`),
+//! `stopping gen=K pid=P` (as the `SIGTERM` goes), `exit gen=K pid=P code=C stop_ms=T` (or `signal=N`, and `killed` after a `SIGKILL`),
 //! `restarts done`; then one `GENERATION gen=K pid=P ready_ms=T code=C stop_ms=T` per
 //! generation and, last, `SUPERVISOR generations=.. restarts=.. nonzero_exits=.. max_stop_ms=..
 //! failure=..`. The generations' own output goes to standard error, prefixed `gen K | `. Exit
@@ -51,12 +54,13 @@ struct Options {
     interval: Duration,
     ready_timeout: Duration,
     stop_timeout: Duration,
+    stop_first: bool,
     command: Vec<String>,
 }
 
 fn usage() -> String {
     "usage: supervisor [--addr HOST:PORT] [--restarts N] [--interval-ms MS] \
-     [--ready-timeout-ms MS] [--stop-timeout-ms MS] -- COMMAND [ARG..]"
+     [--ready-timeout-ms MS] [--stop-timeout-ms MS] [--stop-first] -- COMMAND [ARG..]"
         .into()
 }
 
@@ -67,6 +71,7 @@ fn parse_args() -> Result<Options, String> {
         interval: Duration::from_millis(2000),
         ready_timeout: Duration::from_secs(30),
         stop_timeout: Duration::from_secs(30),
+        stop_first: false,
         command: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
@@ -74,6 +79,10 @@ fn parse_args() -> Result<Options, String> {
         if flag == "--" {
             opts.command = args.by_ref().collect();
             break;
+        }
+        if flag == "--stop-first" {
+            opts.stop_first = true;
+            continue;
         }
         let value = args
             .next()
@@ -173,6 +182,10 @@ fn ready(generation: &Generation) {
     );
 }
 
+fn stopping_now(generation: &Generation) {
+    println!("stopping gen={} pid={}", generation.number, generation.pid);
+}
+
 /// Waits `interval` while `current` serves; what cut the wait short, if anything.
 async fn serve_for(
     interval: Duration,
@@ -241,6 +254,25 @@ async fn run(opts: &Options, socket: &std::net::TcpListener, signals: &mut Signa
                 };
             }
         }
+        if opts.stop_first {
+            // As `systemctl restart` does: the old generation is gone before the new one
+            // starts, and the socket's queue holds what arrives in between.
+            stopping_now(&current);
+            records.push(Record::new(current.stop(opts.stop_timeout).await));
+            current = match start(number).await {
+                Ok(generation) => generation,
+                Err(failure) => {
+                    return Run {
+                        records,
+                        restarts,
+                        failure: Some(failure),
+                    }
+                }
+            };
+            ready(&current);
+            restarts += 1;
+            continue;
+        }
         // The generation before must be gone before the next one starts (one stop at a time).
         if let Some(stopping) = stopping.take() {
             records.push(Record::new(stopped(stopping).await));
@@ -254,6 +286,7 @@ async fn run(opts: &Options, socket: &std::net::TcpListener, signals: &mut Signa
         };
         ready(&next);
         let previous = std::mem::replace(&mut current, next);
+        stopping_now(&previous);
         stopping = Some(tokio::spawn(previous.stop(opts.stop_timeout)));
         restarts += 1;
     }
@@ -274,6 +307,7 @@ async fn run(opts: &Options, socket: &std::net::TcpListener, signals: &mut Signa
             }
         }
     }
+    stopping_now(&current);
     records.push(Record::new(current.stop(opts.stop_timeout).await));
     Run {
         records,

@@ -98,7 +98,8 @@ impl Generation {
         tokio::spawn(forward(number, BufReader::new(stderr).lines()));
 
         let mut lines = BufReader::new(stdout).lines();
-        let address = match tokio::time::timeout(ready_timeout, listening(number, &mut lines)).await {
+        let address = match tokio::time::timeout(ready_timeout, listening(number, &mut lines)).await
+        {
             Ok(Some(address)) => address,
             Ok(None) => {
                 let status = child.wait().await;
@@ -186,10 +187,7 @@ fn on_listen_fd(fd: RawFd) -> io::Result<()> {
 
 /// Reads lines until one starts with `listening on `; returns the rest of it, or `None` at
 /// the end of the output. The lines before it are forwarded.
-async fn listening(
-    number: usize,
-    lines: &mut Lines<BufReader<ChildStdout>>,
-) -> Option<String> {
+async fn listening(number: usize, lines: &mut Lines<BufReader<ChildStdout>>) -> Option<String> {
     while let Ok(Some(line)) = lines.next_line().await {
         if let Some(address) = line.strip_prefix("listening on ") {
             return Some(address.trim().to_string());
