@@ -404,3 +404,108 @@ async fn idle_keep_alive_connection_that_does_not_read_lets_the_drain_end_at_onc
     );
     drop(pooled);
 }
+
+#[cfg(feature = "shutdown")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgraded_connection_stays_counted_until_its_stream_ends_and_is_named_when_cut() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tower_drain::shutdown::{ServerOutcome, Shutdown};
+    let drain = DrainLayer::new(CancellationToken::new());
+    let mut shutdown = Shutdown::builder(&drain)
+        .drain_timeout(Duration::from_millis(300))
+        .tasks_timeout(Duration::from_secs(1))
+        .overall_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    // A WebSocket-like upgrade: the handler's task keeps the upgraded stream, echoing, until
+    // the client closes it.
+    let app = tower::service_fn(
+        |mut request: http::Request<hyper::body::Incoming>| async move {
+            let upgrade = hyper::upgrade::on(&mut request);
+            tokio::spawn(async move {
+                let Ok(upgraded) = upgrade.await else { return };
+                let mut io = hyper_util::rt::TokioIo::new(upgraded);
+                let mut buf = [0; 64];
+                while let Ok(n) = io.read(&mut buf).await {
+                    if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let response = http::Response::builder()
+                .status(101)
+                .header("connection", "upgrade")
+                .header("upgrade", "echo")
+                .body(String::new())
+                .unwrap();
+            Ok::<_, std::convert::Infallible>(response)
+        },
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    shutdown.spawn_server("http", tower_drain::serve(listener, &drain, app));
+    let handle = shutdown.handle();
+    let tracker = drain.tracker();
+    let run = tokio::spawn(shutdown.run());
+
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket
+        .write_all(
+            b"GET /ws HTTP/1.1\r\nhost: test\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0; 1];
+        assert_eq!(
+            socket.read(&mut byte).await.unwrap(),
+            1,
+            "closed before the 101"
+        );
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    socket.write_all(b"ping").await.unwrap();
+    let mut echo = [0; 4];
+    socket.read_exact(&mut echo).await.unwrap();
+    assert_eq!(&echo, b"ping");
+    // hyper is done with the connection; the upgraded stream is not.
+    assert_eq!(tracker.connections().open, 1, "counted while upgraded");
+    assert_eq!(tracker.connections().closed, 0);
+
+    handle.trigger();
+    let report = within("the report", run).await.unwrap();
+    assert_eq!(report.servers[0].outcome, ServerOutcome::Cut, "{report}");
+    assert_eq!(report.connections.cut, 1, "{report}");
+    let text = report.to_string();
+    assert!(text.contains("last request GET /ws"), "{text}");
+    drop(socket);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_request_head_sent_too_slowly_is_closed_after_the_header_read_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = start(|serve| serve.header_read_timeout(Duration::from_millis(100))).await;
+    let started = Instant::now();
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    // The start of a head, and no more: a slow-loris client.
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: te")
+        .await
+        .unwrap();
+    let mut buf = [0; 256];
+    let n = within("the close", stream.read(&mut buf))
+        .await
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed without a response");
+    assert!(
+        started.elapsed() >= Duration::from_millis(90),
+        "{:?}",
+        started.elapsed()
+    );
+}

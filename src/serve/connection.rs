@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::conn_io::ConnIo;
+use super::gate::Gated;
 use super::leave::Leave;
 use super::lifecycle::{Action, Event, Lifecycle};
 use super::linger::{close, Linger};
@@ -86,12 +87,23 @@ pub(super) async fn serve_connection<Io, S>(
         Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
 
     let mut life = Lifecycle::new(protocol, during_notice);
-    let mut draining = pin!(tracker.draining());
-    let mut announced = pin!(tracker.announced());
+    // Each behind a gate: polled only once it woke, not on each of the connection's wake-ups
+    // (the tracker's futures would lock the `Notify` every connection shares; the timers
+    // would touch the timer wheel).
+    let mut draining = pin!(Gated::new(tracker.draining()));
+    let mut announced = pin!(Gated::new(tracker.announced()));
     // The timers fire once: each is disarmed (set to never) when it fires.
-    let mut age_timer = pin!(sleep_or_never(options.max_connection_age.map(jittered)));
-    let mut grace_timer = pin!(sleep_or_never(None));
-    let mut late_timer = pin!(sleep_or_never(None));
+    // HTTP/1.x: the header read timeout bounds the first request's head (hyper's own would
+    // allocate a timer for every request). An HTTP/2 client said its preface in time; it may
+    // open its first stream much later (a gRPC channel connects ahead of its first call).
+    let first_request_deadline =
+        (protocol == Protocol::Http1).then(|| accepted + options.header_read_timeout);
+    let mut first_request_timer = pin!(Gated::new(sleep_until_or_never(first_request_deadline)));
+    let mut age_timer = pin!(Gated::new(sleep_or_never(
+        options.max_connection_age.map(jittered)
+    )));
+    let mut grace_timer = pin!(Gated::new(sleep_or_never(None)));
+    let mut late_timer = pin!(Gated::new(sleep_or_never(None)));
     loop {
         let event = tokio::select! {
             biased;
@@ -99,14 +111,22 @@ pub(super) async fn serve_connection<Io, S>(
             _ = connection.as_mut() => break,
             () = &mut draining, if life.awaits(Event::Drain) => Event::Drain,
             () = &mut late_timer => {
-                late_timer.set(sleep_or_never(None));
+                late_timer.set(Gated::new(sleep_or_never(None)));
                 Event::LateFirstRequestDue
             }
             () = &mut announced, if life.awaits(Event::Announce) => Event::Announce,
+            () = &mut first_request_timer => {
+                first_request_timer.set(Gated::new(sleep_until_or_never(None)));
+                if state.had_request() {
+                    continue;
+                }
+                // No request within the header read timeout: never served, closed.
+                Event::FirstRequestDue
+            }
             () = &mut age_timer => {
-                age_timer.set(sleep_or_never(None));
+                age_timer.set(Gated::new(sleep_or_never(None)));
                 if let Some(grace) = options.max_connection_age_grace {
-                    grace_timer.set(sleep_or_never(Some(grace)));
+                    grace_timer.set(Gated::new(sleep_or_never(Some(grace))));
                 }
                 Event::Aged
             }
@@ -122,9 +142,11 @@ pub(super) async fn serve_connection<Io, S>(
             // Counted as told to leave when a response carries it (`Leave`).
             Action::LeaveOnNextResponse => state.leave.store(true, Ordering::Relaxed),
             Action::AwaitLateFirstRequest => {
-                late_timer.set(sleep_or_never(Some(LATE_FIRST_REQUEST)));
+                late_timer.set(Gated::new(sleep_or_never(Some(LATE_FIRST_REQUEST))));
             }
-            Action::CloseUnserved => connection.as_mut().graceful_shutdown(),
+            // Nothing was served, nothing is in flight: dropped, not asked (hyper's graceful
+            // shutdown would wait for a head that has started to arrive).
+            Action::CloseUnserved => break,
         }
     }
     drop(connection);
@@ -159,7 +181,8 @@ fn configure_tcp<Io: 'static>(io: &Io, options: &Options) {
 /// Which protocol the connection speaks, from its first bytes (kept in `prefix`). `None`: it
 /// closed or failed first, or said nothing in time.
 ///
-/// A client that says nothing within the header timeout is closed: it was never served. Once
+/// A client that says nothing within the header read timeout is closed: it was never served
+/// (the timeout then goes on bounding its first request's headers, in the task). Once
 /// the drain has begun, a silent connection is closed once it is [`FIRST_BYTES`] old.
 async fn detect_protocol<Io: AsyncRead + Unpin>(
     io: &mut Io,
@@ -188,6 +211,13 @@ fn jittered(age: Duration) -> Duration {
     hasher.write_u64(age.as_nanos() as u64);
     let unit = (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64; // [0, 1)
     age.mul_f64(0.9 + 0.2 * unit)
+}
+
+async fn sleep_until_or_never(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_or_never(duration: Option<Duration>) {

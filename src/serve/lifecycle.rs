@@ -56,6 +56,8 @@ pub(super) enum Event {
     Aged,
     /// The wait for a late first request ([`Action::AwaitLateFirstRequest`]) is over.
     LateFirstRequestDue,
+    /// The header read timeout passed before the connection's first request.
+    FirstRequestDue,
 }
 
 /// What the connection's task does at an event.
@@ -92,7 +94,7 @@ impl Lifecycle {
         match event {
             Event::Announce => self.awaits_announce && self.stage == Stage::Serving,
             Event::Drain => self.stage == Stage::Serving,
-            Event::Aged | Event::LateFirstRequestDue => true,
+            Event::Aged | Event::LateFirstRequestDue | Event::FirstRequestDue => true,
         }
     }
 
@@ -120,6 +122,11 @@ impl Lifecycle {
             // HTTP/1.x: idle connections close, busy ones after their response. HTTP/2:
             // `GOAWAY`.
             (Event::Drain, Stage::Serving) => self.tell_to_leave(),
+            // Never served, in time: closed, as the drain would close it.
+            (Event::FirstRequestDue, _) if !had_request => {
+                self.stage = Stage::Leaving;
+                Action::CloseUnserved
+            }
             (Event::LateFirstRequestDue, Stage::LateFirstRequest) => {
                 self.stage = Stage::Leaving;
                 if had_request {
@@ -207,6 +214,19 @@ mod tests {
             run(Http1, false, &silent),
             [AwaitLateFirstRequest, CloseUnserved]
         );
+    }
+
+    #[test]
+    fn a_connection_without_a_request_within_the_header_read_timeout_is_closed_unserved() {
+        assert_eq!(
+            run(Http1, false, &[(FirstRequestDue, false)]),
+            [CloseUnserved]
+        );
+        assert_eq!(
+            run(Http2, false, &[(FirstRequestDue, false)]),
+            [CloseUnserved]
+        );
+        assert_eq!(run(Http1, false, &[(FirstRequestDue, true)]), [Wait]);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::future::{ready, Future, Ready};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use http::Request;
+use http::{Request, Response};
 use hyper::body::Incoming;
 use tower_service::Service;
 
@@ -69,11 +69,16 @@ pub struct Cloned;
 #[non_exhaustive]
 pub struct Made;
 
-impl<S, Addr> sealed::Sealed<Addr, Cloned> for S where S: Service<Request<Incoming>> {}
+// A service is told from a make service by what it answers: responses. (axum's
+// `IntoMakeService` is a service for any request type, but answers with a service.)
+impl<S, B, Addr> sealed::Sealed<Addr, Cloned> for S where
+    S: Service<Request<Incoming>, Response = Response<B>>
+{
+}
 
-impl<S, Addr> ConnectionService<Addr, Cloned> for S
+impl<S, B, Addr> ConnectionService<Addr, Cloned> for S
 where
-    S: Service<Request<Incoming>> + Clone + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
 {
     type Service = S;
     type Future = Ready<Result<S, BoxError>>;

@@ -8,8 +8,8 @@
 //! |---|---|---|---|
 //! | serving | accepts | keep-alive | as the client likes |
 //! | **announce** ([`announce_shutdown`](crate::ConnectionTracker::announce_shutdown): the notice period begins) | still accepts | the next response carries `Connection: close`, then the connection closes | graceful `GOAWAY` at once (first with the maximum stream id and a `PING`, then the final one a round trip later); streams sent before it are served; the client opens a new connection, which the load balancer, seeing readiness fail, sends elsewhere |
-//! | accepted during the notice | | told to leave on its first response | told to leave after its first request |
-//! | **drain** (the token is cancelled) | closed, once the connections already queued in its backlog are taken and served | idle ones close; busy ones close after the response in progress | `GOAWAY` if not yet sent |
+//! | accepted during the notice | | served; with the layer, its responses carry `Connection: close` | served until the drain, as the framework's server serves it: told to leave again, a client that just came back would have its streams refused |
+//! | **drain** (the token is cancelled) | closed, once the connections already queued in its backlog are taken and served (an [`Inherited`] socket leaves them to the next generation) | idle ones close; busy ones close after the response in progress; a connection that has sent nothing closes unless just accepted | `GOAWAY` if not yet sent |
 //! | drain deadline ([`Shutdown`](crate::Shutdown)) | | cut | cut |
 //!
 //! The future completes once every connection has closed: every response byte has been
@@ -18,22 +18,64 @@
 //! cut, and the [report](crate::ShutdownReport) names each one with the last request it
 //! delivered.
 //!
+//! A connection closes without the lingering close (reading until the peer closes, up to 2 s,
+//! so that a reset does not destroy the peer's unread responses) unless something can be
+//! lost: always for HTTP/2, whose peers keep writing after a goodbye; for HTTP/1.x only if the
+//! peer is still sending. An idle client that does not read (a pooled keep-alive connection)
+//! or never wrote (a pre-connection) does not hold the exit.
+//!
 //! Pinned clients (an HTTP/2 or gRPC connection that an L4 load balancer such as kube-proxy
 //! keeps on this instance) thus move during the notice period, within a round trip of the
 //! announce, instead of racing the drain. [`max_connection_age`](Serve::max_connection_age)
 //! (gRFC A9) moves them while serving too, to rebalance long-lived connections.
 //!
+//! # A drop-in for `axum::serve` and tonic's `Server`
+//!
+//! - **Any listener** ([`Listener`], the shape of axum 0.8's): a tokio
+//!   [`TcpListener`](tokio::net::TcpListener), a [`UnixListener`](tokio::net::UnixListener)
+//!   (the peer's credentials in [`UnixPeer`]), a socket inherited from systemd or a process
+//!   manager ([`Inherited`]), or connections your own code accepts. The protocol is read from
+//!   the first bytes, so any stream works.
+//! - **The client's address**: give `serve` a make service, as `axum::serve` takes one:
+//!   `app.into_make_service_with_connect_info::<SocketAddr>()` for axum's `ConnectInfo`
+//!   ([`ConnectionService`]); [`TonicConnectInfo`] (feature `tonic`) for tonic's
+//!   `Request::remote_addr()`.
+//! - **WebSockets**: HTTP/1.1 upgrades, and HTTP/2 extended `CONNECT` (RFC 8441) as
+//!   `axum::serve` enables it. An upgraded connection counts as open until its stream ends,
+//!   and is named in the report if cut; handlers see the drain begin through
+//!   [`DrainLayer::token`](crate::DrainLayer::token).
+//! - **Settings** ([`Serve`]'s methods, defaults in its docs), `TCP_NODELAY` included.
+//!
+//! ```
+//! use std::net::SocketAddr;
+//! use axum::{extract::ConnectInfo, routing::get, Router};
+//! use tower_drain::DrainLayer;
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let drain = DrainLayer::default();
+//! let app = Router::new()
+//!     .route("/", get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
+//!         format!("hello {peer}")
+//!     }))
+//!     .layer(drain.clone());
+//! let listener = tower_drain::serve::bind("0.0.0.0:3000").await?;
+//! // was: axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+//! tower_drain::serve(listener, &drain, app.into_make_service_with_connect_info::<SocketAddr>())
+//!     .await
+//! # }
+//! ```
+//!
 //! # The listen backlog
 //!
 //! `serve` takes the listener as you bound it, backlog included. tokio's
-//! [`TcpListener::bind`] listens with a backlog of 128 (std's value). When another instance
+//! [`TcpListener::bind`](tokio::net::TcpListener::bind) listens with a backlog of 128 (std's value). When another instance
 //! restarts, the load balancer moves its load onto this one at once, often one new connection
 //! per request it moves. Past the backlog the kernel drops their `SYN`s and each client
 //! retries a second later, which a balancer's connect timeout often does not wait for: nginx,
 //! with its defaults (`max_fails=1`), then takes this healthy instance out of rotation as well,
 //! while the restarting one is out, and answers `502` to everything for `fail_timeout`.
 //! Production servers listen with more (nginx 511, Go the system maximum,
-//! `net.core.somaxconn`): [`bind`] is [`TcpListener::bind`] with a backlog of 1024.
+//! `net.core.somaxconn`): [`bind`] is [`TcpListener::bind`](tokio::net::TcpListener::bind) with a backlog of 1024.
 //!
 //! ```no_run
 //! # #[tokio::main(flavor = "current_thread")]
@@ -61,7 +103,7 @@
 //! let drain = DrainLayer::default().readiness_path("/readyz");
 //! let app = Router::new().route("/", get(|| async { "hello" })).layer(drain.clone());
 //! let listener = tower_drain::serve::bind("127.0.0.1:0").await?;
-//! let server = tokio::spawn(tower_drain::serve(listener, &drain, app).into_future());
+//! let server = tokio::spawn(tower_drain::serve(listener, &drain, app.into_make_service()).into_future());
 //!
 //! // On SIGTERM:
 //! let tracker = drain.tracker();
@@ -93,11 +135,15 @@ pub use self::bind::bind;
 pub use self::listener::UnixPeer;
 pub use self::listener::{Inherited, Listener};
 pub use self::make::{Cloned, ConnectionService, Made};
+#[cfg(feature = "tonic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
+pub use self::tonic::{TonicConnectInfo, WithTonicConnectInfo};
 
 mod accept;
 mod bind;
 mod conn_io;
 mod connection;
+mod gate;
 mod leave;
 mod lifecycle;
 mod linger;
@@ -107,6 +153,8 @@ mod options;
 mod protocol;
 mod service;
 mod state;
+#[cfg(feature = "tonic")]
+mod tonic;
 
 /// Serves `app` on `listener`, draining with `drain`'s tracker: see the
 /// [module docs](self) for what it does at each moment of a shutdown.
@@ -118,7 +166,9 @@ mod state;
 ///   axum `Router`, tonic `Routes`, any tower HTTP service), or a make service called with
 ///   each connection's address, such as axum's
 ///   `into_make_service_with_connect_info::<SocketAddr>()` for the `ConnectInfo` extractor
-///   ([`ConnectionService`]). Apply the layer to it as usual (`.layer(drain.clone())`);
+///   ([`ConnectionService`]). With axum, pass `app.into_make_service()` (or that) rather
+///   than the `Router`: axum then turns its handlers into routes once, not on every request,
+///   which is what `axum::serve` does and saves three allocations a request. Apply the layer to it as usual (`.layer(drain.clone())`);
 ///   `serve` only uses the layer's tracker for the timing, and counts connections into it.
 ///
 /// The returned [`Serve`] is configured with its builder methods and awaited (it is
@@ -145,7 +195,7 @@ where
 ///
 /// | Setting | Default |
 /// |---|---|
-/// | [`header_read_timeout`](Self::header_read_timeout) | 30 s |
+/// | [`header_read_timeout`](Self::header_read_timeout) | 30 s, to the first request |
 /// | [`http2_keep_alive`](Self::http2_keep_alive) | `PING` every 60 s, 20 s to answer |
 /// | [`http2_max_concurrent_streams`](Self::http2_max_concurrent_streams) | 200 |
 /// | [`max_connection_age`](Self::max_connection_age) | none |
@@ -162,9 +212,14 @@ pub struct Serve<L, M, K = Cloned> {
 }
 
 impl<L, M, K> Serve<L, M, K> {
-    /// How long a connection may take to send a request's headers (HTTP/1.x) or to say which
-    /// protocol it speaks; it is closed after that. Bounds the connections of slow or idle
-    /// clients that never send a request. Default 30 s.
+    /// How long a connection may take, from its accept, to say which protocol it speaks and,
+    /// on HTTP/1.x, to send its first request's headers; it is closed after that, never
+    /// served. Bounds the connections of slow or silent clients that never send a request.
+    /// Default 30 s.
+    ///
+    /// Later requests on a keep-alive connection are not timed (as under `axum::serve`):
+    /// hyper's per-request header timer would cost an allocation and a timer for every
+    /// request.
     ///
     /// # Panics
     ///

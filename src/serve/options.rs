@@ -44,10 +44,10 @@ pub(super) struct Builders {
 impl Builders {
     pub(super) fn new(options: &Options) -> Self {
         let mut http1 = auto::Builder::new(TokioExecutor::new()).http1_only();
-        http1
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(options.header_read_timeout);
+        // No timer for HTTP/1: hyper's own header read timeout allocates a timer for every
+        // request (it drops it after each head). The connection's task bounds its first
+        // request instead (`Serve::header_read_timeout`).
+        http1.http1().header_read_timeout(None);
         let mut http2 = auto::Builder::new(TokioExecutor::new()).http2_only();
         http2
             .http2()

@@ -205,6 +205,8 @@ pub struct Client {
     /// The socket's `SO_RCVBUF` right after it connected, as `getsockopt` reports it. It
     /// stays so only if [`ClientOptions::recv_buffer`] was set; otherwise the kernel tunes it.
     pub recv_buffer: usize,
+    /// The client's own address, as the server sees it.
+    local: SocketAddr,
     sender: Sender,
     conn: JoinHandle<()>,
 }
@@ -229,6 +231,7 @@ impl Client {
             .expect("connect failed");
         stream.set_nodelay(true).unwrap();
         let recv_buffer = socket2::SockRef::from(&stream).recv_buffer_size().unwrap();
+        let local = stream.local_addr().unwrap();
         let io = TokioIo::new(stream);
         let (sender, conn) = match proto {
             Proto::Http1 => {
@@ -257,9 +260,16 @@ impl Client {
         Client {
             proto,
             recv_buffer,
+            local,
             sender,
             conn,
         }
+    }
+
+    /// The client's own address, as the server sees it.
+    #[allow(dead_code)] // not every test binary asks
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
     }
 
     /// A second handle on the same connection (HTTP/2 only: streams are multiplexed).
@@ -268,6 +278,7 @@ impl Client {
             Sender::Http2(sender) => Client {
                 proto: Proto::Http2,
                 recv_buffer: self.recv_buffer,
+                local: self.local,
                 sender: Sender::Http2(sender.clone()),
                 conn: tokio::spawn(async {}),
             },
