@@ -4,14 +4,17 @@
 //!
 //! ```sh
 //! supervisor [--addr HOST:PORT] [--restarts N] [--interval-ms MS] [--ready-timeout-ms MS] \
-//!            [--stop-timeout-ms MS] [--stop-first] -- COMMAND [ARG..]
+//!            [--stop-timeout-ms MS] [--stop-first] [--nonblocking] -- COMMAND [ARG..]
 //! ```
 //!
 //! It binds one TCP socket (`--addr`, default `127.0.0.1:0`; backlog 1024,
 //! `tower_drain::serve::bind`), never accepts on it, and keeps it open from the first
-//! generation to the last. Each generation of COMMAND gets the socket on fd 3, in blocking mode
-//! as systemd passes it, with `LISTEN_FDS=1`, `LISTEN_FDNAMES=http` and `LISTEN_PID` set to
-//! its own pid (`generation.rs`). The sequence:
+//! generation to the last. Each generation of COMMAND gets the socket on fd 3 with
+//! `LISTEN_FDS=1`, `LISTEN_FDNAMES=http` and `LISTEN_PID` set to its own pid
+//! (`generation.rs`). Like systemd, it clears `O_NONBLOCK` on the socket before each start
+//! (`NonBlocking=no`, systemd's default), or sets it with `--nonblocking` (`NonBlocking=yes`);
+//! the flag is shared by every process holding the socket, generations still running included.
+//! The sequence:
 //!
 //! 1. start generation 0 and wait for its `listening on` line on standard output;
 //! 2. `--restarts` times (default 6), once the newest generation has served alone for
@@ -55,12 +58,13 @@ struct Options {
     ready_timeout: Duration,
     stop_timeout: Duration,
     stop_first: bool,
+    nonblocking: bool,
     command: Vec<String>,
 }
 
 fn usage() -> String {
     "usage: supervisor [--addr HOST:PORT] [--restarts N] [--interval-ms MS] \
-     [--ready-timeout-ms MS] [--stop-timeout-ms MS] [--stop-first] -- COMMAND [ARG..]"
+     [--ready-timeout-ms MS] [--stop-timeout-ms MS] [--stop-first] [--nonblocking] -- COMMAND [ARG..]"
         .into()
 }
 
@@ -72,6 +76,7 @@ fn parse_args() -> Result<Options, String> {
         ready_timeout: Duration::from_secs(30),
         stop_timeout: Duration::from_secs(30),
         stop_first: false,
+        nonblocking: false,
         command: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
@@ -82,6 +87,10 @@ fn parse_args() -> Result<Options, String> {
         }
         if flag == "--stop-first" {
             opts.stop_first = true;
+            continue;
+        }
+        if flag == "--nonblocking" {
+            opts.nonblocking = true;
             continue;
         }
         let value = args
@@ -218,7 +227,15 @@ async fn serve_until_stop(current: &mut Generation, signals: &mut Signals) -> Op
 
 /// The whole sequence: generation 0, the restarts, the last generation's stop.
 async fn run(opts: &Options, socket: &std::net::TcpListener, signals: &mut Signals) -> Run {
-    let start = |number| Generation::start(number, &opts.command, socket, opts.ready_timeout);
+    let start = |number| {
+        Generation::start(
+            number,
+            &opts.command,
+            socket,
+            opts.nonblocking,
+            opts.ready_timeout,
+        )
+    };
     let mut records = Vec::new();
     let mut current = match start(0).await {
         Ok(generation) => generation,
@@ -387,11 +404,7 @@ async fn main() -> ExitCode {
     report(&run)
 }
 
-/// The kept socket: bound once, with the backlog `serve::bind` gives (1024), in blocking mode
-/// as systemd hands sockets over (`NonBlocking=false`): setting non-blocking mode is the
-/// server's job.
+/// The kept socket: bound once, with the backlog `serve::bind` gives (1024).
 async fn bind(addr: &str) -> std::io::Result<std::net::TcpListener> {
-    let socket = tower_drain::serve::bind(addr).await?.into_std()?;
-    socket.set_nonblocking(false)?;
-    Ok(socket)
+    tower_drain::serve::bind(addr).await?.into_std()
 }

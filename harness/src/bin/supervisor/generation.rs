@@ -68,6 +68,7 @@ impl Generation {
         number: usize,
         command: &[String],
         socket: &TcpListener,
+        nonblocking: bool,
         ready_timeout: Duration,
     ) -> Result<Generation, String> {
         let started = Instant::now();
@@ -87,7 +88,7 @@ impl Generation {
         // SAFETY: the closure runs in the child between `fork` and `exec`; it calls only `dup2`
         // and `fcntl`, which are async-signal-safe, and allocates nothing.
         unsafe {
-            shell.pre_exec(move || on_listen_fd(fd));
+            shell.pre_exec(move || on_listen_fd(fd, nonblocking));
         }
         let mut child = shell
             .spawn()
@@ -168,12 +169,23 @@ impl Generation {
     }
 }
 
-/// In the child: the socket on fd 3, open across `exec`. `dup2` clears `FD_CLOEXEC` on the
-/// copy; if the socket already is fd 3, the flag is cleared on it instead.
-fn on_listen_fd(fd: RawFd) -> io::Result<()> {
+/// In the child: the socket on fd 3, open across `exec`, with `O_NONBLOCK` set or cleared as
+/// systemd does before each `exec` (`NonBlocking=`; default `no`: cleared). `O_NONBLOCK`
+/// belongs to the open socket, shared with every generation still running, so clearing it
+/// here clears it under them too, as systemd starting a second instance does. `dup2` clears
+/// `FD_CLOEXEC` on the copy; if the socket already is fd 3, the flag is cleared on it instead.
+fn on_listen_fd(fd: RawFd, nonblocking: bool) -> io::Result<()> {
     // SAFETY: plain descriptor calls on a descriptor this process owns; no memory is passed.
     let result = unsafe {
-        if fd == LISTEN_FDS_START {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        let flags = if nonblocking {
+            flags | libc::O_NONBLOCK
+        } else {
+            flags & !libc::O_NONBLOCK
+        };
+        if libc::fcntl(fd, libc::F_SETFL, flags) == -1 {
+            -1
+        } else if fd == LISTEN_FDS_START {
             libc::fcntl(fd, libc::F_SETFD, 0)
         } else {
             libc::dup2(fd, LISTEN_FDS_START)
