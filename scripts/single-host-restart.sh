@@ -7,7 +7,8 @@
 #
 # The harness's `supervisor` (harness/src/bin/supervisor.rs) binds one TCP socket (backlog
 # 1024) and hands it to each generation of examples/axum.rs on fd 3 (LISTEN_FDS=1, LISTEN_PID,
-# as systemd's socket activation does). Each restart: start generation k+1 on the socket, wait
+# O_NONBLOCK set: as systemd's socket activation does with NonBlocking=yes, which
+# docs/single-host.md says why to set). Each restart: start generation k+1 on the socket, wait
 # for its `listening on`, SIGTERM generation k, record its exit code and its time from SIGTERM
 # to exit; the next restart comes once generation k has exited and k+1 has served alone for
 # --interval-ms. Throughout, the harness's `loadgen` (--client h1 --load mixed) sends
@@ -139,7 +140,7 @@ run_server() {
        "loadgen h1 mixed${CONNECTIONS:+ ($CONNECTIONS connections)}"
   mkfifo "$WORK/supervisor-$server.in" "$WORK/loadgen-$server.in"
   exec {SUP_OUT}< <(exec env NOTICE_MS="$NOTICE_MS" DRAIN_TIMEOUT_MS="$DRAIN_TIMEOUT_MS" SERVER="${server%-stop-first}" \
-    "$SUPERVISOR" --restarts "$RESTARTS" --interval-ms "$INTERVAL_MS" "${order[@]}" -- "$SERVER_BIN" \
+    "$SUPERVISOR" --restarts "$RESTARTS" --interval-ms "$INTERVAL_MS" --nonblocking "${order[@]}" -- "$SERVER_BIN" \
     < "$WORK/supervisor-$server.in" 2> "$WORK/supervisor-$server.err")
   SUP_PID=$!
   exec {sup_in}> "$WORK/supervisor-$server.in"
