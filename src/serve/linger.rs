@@ -67,7 +67,8 @@ where
         Linger::Never => false,
     };
     if still_sending {
-        let mut discard = [0; 4096];
+        // On the heap, only here: in the task's future it would cost every connection 4 KiB.
+        let mut discard = vec![0; 4096];
         let _ = tokio::time::timeout(LINGER, async {
             while let Ok(n) = stream.read(&mut discard).await {
                 if n == 0 {
