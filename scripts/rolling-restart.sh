@@ -595,7 +595,7 @@ run_mode() {
   local total detail goaway refused
   total=$(grep '^TOTAL' "$WORK/loadgen-$mode.out")
   # The refused streams (h2, grpc): refused=.. refused_reset=.. refused_goaway=..
-  refused=$(grep '^REFUSED ' "$WORK/loadgen-$mode.out" | sed -E 's/^REFUSED streams=/refused=/; s/ (reset|goaway)=/ refused_\1=/g' || true)
+  refused=$(grep '^REFUSED ' "$WORK/loadgen-$mode.out" | sed -E 's/^REFUSED streams=/refused=/; s/ (reset|goaway|goaway_after_pong)=/ refused_\1=/g' || true)
   SUMMARY+=("$mode $total refused=$(grep -o '^refused=[0-9]*' <<< "$refused" | cut -d= -f2)")
   GOAWAY_SUMMARY+=("$mode $(grep '^GOAWAY signals=' "$WORK/loadgen-$mode.out" || true)")
   # The GOAWAY summary (h2, grpc): goaway_told=.. goaway_median_ms=.. and so on.

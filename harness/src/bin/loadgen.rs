@@ -36,9 +36,11 @@
 //! `GOAWAY` frames (`harness/src/load/goaway.rs`): after the table, one row per `signal`
 //! gives how many connections were told to go away and how long after `SIGTERM` (min, median,
 //! max), then `GOAWAY told=.. min_ms=.. median_ms=.. max_ms=.. final_median_ms=.. untold=..
-//! later=..` for all signals, and `REFUSED streams=.. reset=.. goaway=..`: the streams the
-//! other side refused over the whole run (`RST_STREAM` with `REFUSED_STREAM`, or opened above a
-//! `GOAWAY`'s last-stream-id), counted on the wire whether the client retried them or not.
+//! later=..` for all signals, and `REFUSED streams=.. reset=.. goaway=.. goaway_after_pong=..`:
+//! the streams the other side refused over the whole run (`RST_STREAM` with `REFUSED_STREAM`,
+//! or opened above a `GOAWAY`'s last-stream-id; of those, the ones the client wrote after its
+//! acknowledgement of the server's shutdown `PING`), counted on the wire whether the client
+//! retried them or not.
 //! The last line of output is machine-readable:
 //! `TOTAL sent=.. ok=.. non2xx=.. errors=.. unsent=.. retried=.. lost=.. secs=.. rate=..`.
 
@@ -276,10 +278,11 @@ async fn main() -> std::process::ExitCode {
         print!("{}", ctx.goaways.report());
         let refused = ctx.goaways.refused();
         println!(
-            "REFUSED streams={} reset={} goaway={}",
+            "REFUSED streams={} reset={} goaway={} goaway_after_pong={}",
             refused.total(),
             refused.reset,
-            refused.goaway
+            refused.goaway,
+            refused.goaway_after_pong
         );
     }
     println!(

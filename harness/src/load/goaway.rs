@@ -45,10 +45,13 @@ pub fn now_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-/// The type of a `GOAWAY` frame, and of an `RST_STREAM` and a `HEADERS` frame (RFC 9113 §6).
+/// The type of a `GOAWAY` frame, and of an `RST_STREAM`, a `HEADERS` and a `PING` frame
+/// (RFC 9113 §6), and the `ACK` flag of a `PING`.
 const GOAWAY: u8 = 0x7;
 const RST_STREAM: u8 = 0x3;
 const HEADERS: u8 = 0x1;
+const PING: u8 = 0x6;
+const ACK: u8 = 0x1;
 
 /// The error code `REFUSED_STREAM` (RFC 9113 §7).
 const REFUSED_STREAM: u32 = 0x7;
@@ -68,6 +71,10 @@ struct Record {
     last_stream_id: Option<u32>,
     /// The highest stream id the client opened (`HEADERS` written), 0 before the first.
     highest_opened: u32,
+    /// `highest_opened` when the client acknowledged the first `PING` after the first
+    /// `GOAWAY`: a graceful shutdown's `PING`, whose acknowledgement makes the server send the
+    /// final `GOAWAY` with the last stream it has seen by then.
+    highest_at_pong: Option<u32>,
     /// Streams reset with `REFUSED_STREAM`: when, and the stream id.
     refused_resets: Vec<(u64, u32)>,
     /// Closed by the peer (end of stream, read error) or dropped by the client.
@@ -88,6 +95,18 @@ impl Record {
         Some((at, above.saturating_sub(reset_above)))
     }
 
+    /// Of the streams above the final `GOAWAY`'s last-stream-id, those the client wrote after
+    /// acknowledging the shutdown `PING`: the acknowledgement overtook them.
+    fn opened_after_pong(&self) -> u64 {
+        let (Some(last), Some(at_pong), Some(_)) =
+            (self.last_stream_id, self.highest_at_pong, self.last)
+        else {
+            return 0;
+        };
+        let odd_up_to = |id: u32| u64::from(id).div_ceil(2);
+        odd_up_to(self.highest_opened).saturating_sub(odd_up_to(last.max(at_pong)))
+    }
+
     /// Every refusal of the connection: (when, how many).
     fn refusals(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         let resets = self.refused_resets.iter().map(|&(at, _)| (at, 1));
@@ -102,6 +121,10 @@ pub struct Refused {
     pub reset: u64,
     /// Opened above a `GOAWAY`'s last-stream-id.
     pub goaway: u64,
+    /// Of `goaway`, the streams the client wrote after its acknowledgement of the server's
+    /// shutdown `PING` (the `PING` after the first `GOAWAY`): the client's `PING` ack overtook
+    /// streams it had already opened, so the server's final `GOAWAY` could not include them.
+    pub goaway_after_pong: u64,
 }
 
 impl Refused {
@@ -158,6 +181,13 @@ impl Log {
         record.highest_opened = record.highest_opened.max(stream_id);
     }
 
+    fn ping_acked(&self, id: usize) {
+        let record = &mut self.records.lock().unwrap()[id];
+        if record.first.is_some() && record.highest_at_pong.is_none() {
+            record.highest_at_pong = Some(record.highest_opened);
+        }
+    }
+
     /// The streams refused over the whole run, on every connection.
     pub fn refused(&self) -> Refused {
         let records = self.records.lock().unwrap();
@@ -165,6 +195,7 @@ impl Log {
         for record in records.iter() {
             refused.reset += record.refused_resets.len() as u64;
             refused.goaway += record.refused_by_goaway().map_or(0, |(_, n)| n);
+            refused.goaway_after_pong += record.opened_after_pong();
         }
         refused
     }
@@ -290,6 +321,8 @@ enum Frame {
     Reset(u32, u32),
     /// A `HEADERS` frame on a stream.
     Headers(u32),
+    /// A `PING` acknowledgement.
+    PingAck,
 }
 
 /// Follows the HTTP/2 frames of one direction of a connection.
@@ -316,7 +349,8 @@ impl Frames {
         }
     }
 
-    /// Reads `bytes`; calls `found` for every `GOAWAY`, `RST_STREAM` and `HEADERS` frame.
+    /// Reads `bytes`; calls `found` for every `GOAWAY`, `RST_STREAM`, `HEADERS` frame and
+    /// `PING` acknowledgement.
     fn feed(&mut self, mut bytes: &[u8], mut found: impl FnMut(Frame)) {
         let skipped = self.skip.min(bytes.len());
         self.skip -= skipped;
@@ -366,6 +400,10 @@ impl Frames {
             RST_STREAM => 4,
             HEADERS => {
                 found(Frame::Headers(stream));
+                return;
+            }
+            PING if h[4] & ACK != 0 => {
+                found(Frame::PingAck);
                 return;
             }
             _ => return,
@@ -425,7 +463,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
                     .feed(&buf.filled()[before..], |frame| match frame {
                         Frame::GoAway(last) => log.goaway(id, last),
                         Frame::Reset(stream, REFUSED_STREAM) => log.refused_reset(id, stream),
-                        Frame::Reset(..) | Frame::Headers(_) => {}
+                        Frame::Reset(..) | Frame::Headers(_) | Frame::PingAck => {}
                     });
             }
             Poll::Ready(Err(_)) => me.log.ended(me.id, true),
@@ -445,10 +483,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         if let Poll::Ready(Ok(n)) = written {
             let me = &mut *self;
             let (log, id) = (&me.log, me.id);
-            me.written.feed(&buf[..n], |frame| {
-                if let Frame::Headers(stream) = frame {
-                    log.opened_stream(id, stream);
-                }
+            me.written.feed(&buf[..n], |frame| match frame {
+                Frame::Headers(stream) => log.opened_stream(id, stream),
+                Frame::PingAck => log.ping_acked(id),
+                Frame::GoAway(_) | Frame::Reset(..) => {}
             });
         }
         written
@@ -513,7 +551,8 @@ mod tests {
             refused,
             Refused {
                 reset: 0,
-                goaway: 2
+                goaway: 2,
+                goaway_after_pong: 0,
             }
         );
     }
@@ -533,7 +572,8 @@ mod tests {
             refused,
             Refused {
                 reset: 0,
-                goaway: 3
+                goaway: 3,
+                goaway_after_pong: 0,
             }
         );
     }
@@ -553,7 +593,41 @@ mod tests {
             refused,
             Refused {
                 reset: 1,
-                goaway: 1
+                goaway: 1,
+                goaway_after_pong: 0,
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn streams_written_after_the_shutdown_ping_ack_are_told_apart() {
+        let log = Arc::new(Log::default());
+        let (client, mut server) = tokio::io::duplex(1 << 16);
+        let mut watched = Watched::new(client, &log);
+        let mut first = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        first.extend([frame(HEADERS, 1, &[0; 5]), frame(HEADERS, 3, &[0; 5])].concat());
+        watched.write_all(&first).await.unwrap();
+        let shutdown = [goaway(MAX_STREAM_ID), frame(PING, 0, &[0; 8])].concat();
+        server.write_all(&shutdown).await.unwrap();
+        let mut read = vec![0; shutdown.len()];
+        watched.read_exact(&mut read).await.unwrap();
+        // The acknowledgement goes out before stream 5, already opened, is written.
+        let mut ack = frame(PING, 0, &[0; 8]);
+        ack[4] = ACK;
+        watched
+            .write_all(&[ack, frame(HEADERS, 5, &[0; 5])].concat())
+            .await
+            .unwrap();
+        server.write_all(&goaway(3)).await.unwrap();
+        drop(server);
+        watched.read_to_end(&mut read).await.unwrap();
+        let refused = log.refused();
+        assert_eq!(
+            refused,
+            Refused {
+                reset: 0,
+                goaway: 1,
+                goaway_after_pong: 1
             }
         );
     }
