@@ -48,13 +48,22 @@
 #
 # Exit status: 0 when the goal holds in every cell: serve and framework each lost 0 wherever
 # the plain server lost 0 and never more than the plain server, every one of their restarts
-# exited 0, in the h2 and grpc cells serve refused no more streams than framework (plus
-# --refused-tolerance, default 0: both servers end HTTP/2 connections with hyper's two-step
-# GOAWAY, the final last-stream-id sent a PING round trip after the first, so a server that
-# refuses nothing of its own refuses 0 streams; see docs/zero-downtime.md), and, in the HAProxy
+# exited 0, in the h2 and grpc cells serve refused no more streams than framework within the
+# tolerance (below), and, in the HAProxy
 # `mode tcp` h2 and grpc cells, serve told connections to go away with a median delay below
 # --goaway-limit-ms (default 100; 0 turns the check off); 1 when a cell misses it; 2 when a
-# cell could not be run. Each cell's full output stays in the log
+# cell could not be run.
+#
+# The refused tolerance: serve may refuse up to framework's count plus --refused-tolerance
+# percent of it (default 25) plus one connection's streams (16 with the fast load, 4 with the
+# mixed one); --refused-tolerance off skips the comparison. Why not 0: every server here ends
+# HTTP/2 connections with hyper's graceful GOAWAY (last-stream-id 2^31-1 and a PING, the final
+# last-stream-id once the PING is acknowledged), and the h2 crate's client writes that
+# acknowledgement before the HEADERS of streams it has already opened: those streams arrive after
+# the server's final GOAWAY and are refused, with any server (the load generator shows it:
+# refused_goaway_after_pong). How many depends on how many streams a connection had queued at
+# that moment: between two runs of the same cell the same server's count moved by 15 to 20 %,
+# and one restart's count by 0 to 72. With a single restart the comparison is noise. Each cell's full output stays in the log
 # directory printed at the end.
 set -euo pipefail
 
@@ -63,7 +72,7 @@ usage() {
 usage: matrix.sh [--restarts N] [--lb haproxy-http,haproxy-tcp,nginx,nginx-unix]
                  [--client h1,h2,grpc] [--load mixed,fast] [--profile release|dev]
                  [--restart-gap-ms MS] [--notice-ms MS] [--cells LB:CLIENT:LOAD,..]
-                 [--servers serve,framework] [--goaway-limit-ms MS] [--refused-tolerance N]
+                 [--servers serve,framework] [--goaway-limit-ms MS] [--refused-tolerance PCT|off]
                  [--log-dir DIR]
 EOF2
 }
@@ -77,7 +86,7 @@ PROFILE=release
 EXTRA=()
 LOG_DIR=""
 GOAWAY_LIMIT_MS=100
-REFUSED_TOLERANCE=0
+REFUSED_TOLERANCE=25
 DRAINED=serve,framework
 while (($#)); do
   case "$1" in
@@ -121,7 +130,7 @@ for c in "${CELL_LIST[@]}"; do
   case "$load" in mixed|fast) ;; *) echo "unknown load $load in $c" >&2; exit 2 ;; esac
 done
 [[ "$GOAWAY_LIMIT_MS" =~ ^[0-9]+$ ]] || { echo "--goaway-limit-ms takes whole milliseconds" >&2; exit 2; }
-[[ "$REFUSED_TOLERANCE" =~ ^[0-9]+$ ]] || { echo "--refused-tolerance takes a whole number" >&2; exit 2; }
+[[ "$REFUSED_TOLERANCE" =~ ^([0-9]+|off)$ ]] || { echo "--refused-tolerance takes a whole percentage or off" >&2; exit 2; }
 IFS=, read -r -a DRAINED_LIST <<< "$DRAINED"
 SERVERS=()
 for s in "${DRAINED_LIST[@]}"; do
@@ -221,10 +230,12 @@ for c in "${CELL_LIST[@]}"; do
     if ((${bad:-0} > 0)); then verdict+=", **$s: $bad restarts exited non-zero**"; miss; fi
   done
   # Refused streams (h2, grpc): serve no more than framework, within the tolerance.
-  if [[ "$client" != h1 ]] && ran serve && ran framework; then
+  if [[ "$client" != h1 && "$REFUSED_TOLERANCE" != off ]] && ran serve && ran framework; then
     s_refused=$(field refused "${line[serve]}") f_refused=$(field refused "${line[framework]}")
-    if ((${s_refused:-0} > ${f_refused:-0} + REFUSED_TOLERANCE)); then
-      verdict+=", **serve refused more**"; miss
+    streams=$([[ "$load" == fast ]] && echo 16 || echo 4) # the load generator's defaults
+    allowed=$((${f_refused:-0} * (100 + REFUSED_TOLERANCE) / 100 + streams))
+    if ((${s_refused:-0} > allowed)); then
+      verdict+=", **serve refused more ($s_refused > $allowed)**"; miss
     fi
   fi
   cells=() rates=() fails=() refused=()
@@ -274,11 +285,13 @@ if ((${#GOAWAY_ROWS[@]})); then
   echo "|---|---|---|---|---|---|---|"
   printf '%s\n' "${GOAWAY_ROWS[@]}"
 fi
+if [[ "$REFUSED_TOLERANCE" == off ]]; then refused_goal="refused streams not compared"
+else refused_goal="serve refused at most framework's count + $REFUSED_TOLERANCE % + one connection's streams"; fi
 echo
 echo "logs: $LOG_DIR"
 case "$status" in
   0) echo "goal met: serve and framework lost 0 wherever the plain server lost 0, and never more;" \
-          "serve refused no more streams than framework (tolerance $REFUSED_TOLERANCE)" ;;
+          "$refused_goal" ;;
   1) echo "goal missed in the cells marked above" ;;
   *) echo "some cells could not be run" ;;
 esac

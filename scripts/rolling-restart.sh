@@ -284,6 +284,9 @@ BUDGET_S=$((120 + ${#MODES[@]} * (30 + RESTARTS * (30 + RESTART_GAP_MS / 1000)))
 WATCHDOG=$!
 PIDS+=("$WATCHDOG")
 
+# field_of NAME LINE: the value of NAME=.. in LINE, or nothing.
+field_of() { { grep -oE "(^| )$1=[^ ]*" <<< "$2" || true; } | cut -d= -f2; }
+
 now_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }
 
 alive() { # a child is gone once bash reaped it or it is a zombie
@@ -380,7 +383,7 @@ nginx_start() { # nginx_start MODE: config from the template, then start and wai
   local keep=http drop=grpc listen=""
   [[ "$CLIENT" != grpc ]] || { keep=grpc; drop=http; }
   [[ "$CLIENT" == h1 ]] || listen=" http2"
-  sed -e "s|@DIR@|$NGINX_DIR|g" -e "s/@FE_PORT@/$FE_PORT/" -e "s/@NEXT_UPSTREAM@/$next/" \
+  sed -e "s|@DIR@|$NGINX_DIR|g" -e "s/@FE_PORT@/$FE_PORT/" -e "s/@NEXT_UPSTREAM@/$next/" -e "s/@USER@/$(id -un)/" \
       -e "s|@UPSTREAM_A@|${SERVER_ADDR[a]}|" -e "s|@UPSTREAM_B@|${SERVER_ADDR[b]}|" -e "s/@LISTEN_OPTIONS@/$listen/" \
       -e "/# client:$drop\$/d" -e "s/ *# client:$keep\$//" \
       scripts/nginx/nginx.conf.in > "$NGINX_DIR/nginx.conf"
@@ -596,7 +599,7 @@ run_mode() {
   total=$(grep '^TOTAL' "$WORK/loadgen-$mode.out")
   # The refused streams (h2, grpc): refused=.. refused_reset=.. refused_goaway=..
   refused=$(grep '^REFUSED ' "$WORK/loadgen-$mode.out" | sed -E 's/^REFUSED streams=/refused=/; s/ (reset|goaway|goaway_after_pong)=/ refused_\1=/g' || true)
-  SUMMARY+=("$mode $total refused=$(grep -o '^refused=[0-9]*' <<< "$refused" | cut -d= -f2)")
+  SUMMARY+=("$mode $total refused=$(field_of refused "$refused")")
   GOAWAY_SUMMARY+=("$mode $(grep '^GOAWAY signals=' "$WORK/loadgen-$mode.out" || true)")
   # The GOAWAY summary (h2, grpc): goaway_told=.. goaway_median_ms=.. and so on.
   goaway=$(grep '^GOAWAY signals=' "$WORK/loadgen-$mode.out" | sed -E 's/^GOAWAY //; s/signals=[^ ]* //; s/(^| )([a-z_]+=)/\1goaway_\2/g' || true)
