@@ -29,9 +29,9 @@
 #
 # Clients (--client, the harness's `loadgen`): h1 (HTTP/1.1 keep-alive, the default), h2 (HTTP/2
 # prior knowledge, several streams per connection, retries only what the protocol proves
-# unprocessed: REFUSED_STREAM, or above GOAWAY's last-stream-id), grpc (tonic channels, no
-# retry policy). h1 and h2 drive the axum servers (examples/axum.rs, harness/src/bin/naive.rs); grpc
-# drives the gRPC servers (examples/tonic.rs, harness/src/bin/naive_tonic.rs: `demo.Echo`, HTTP/2
+# unprocessed: REFUSED_STREAM, or above GOAWAY's last-stream-id, once, on a new connection),
+# grpc (tonic channels, no retry policy). h1 and h2 drive the axum servers (examples/axum.rs,
+# harness/src/bin/naive.rs); grpc drives the gRPC servers (examples/tonic.rs, harness/src/bin/naive_tonic.rs: `demo.Echo`, HTTP/2
 # only). Loads (--load): mixed (fast, slow and streaming requests) or fast (only fast requests,
 # back to back, over 20 times the rate). HAProxy checks the gRPC servers' /readyz over HTTP/2
 # (a hand-written tcp-check, see scripts/haproxy/haproxy.cfg.in) and speaks HTTP/2 to them in
@@ -69,7 +69,8 @@
 #   MODE sent=.. ok=.. non2xx=.. errors=.. unsent=.. retried=.. lost=.. secs=.. rate=..
 #        [goaway_told=.. goaway_min_ms=.. goaway_median_ms=.. goaway_max_ms=..
 #        goaway_final_median_ms=.. goaway_untold=.. goaway_later=..
-#        refused=.. refused_reset=.. refused_goaway=..] bad_exits=.. detail=..
+#        refused=.. refused_reset=.. refused_goaway=.. refused_goaway_after_pong=..]
+#        bad_exits=.. detail=..
 #
 # --drain-server NAME passes SERVER=NAME to the server of --mode drain (and all): `serve`
 # (tower-drain's own server, the examples' default) or `framework` (axum::serve, or tonic's
@@ -228,6 +229,12 @@ else
       || $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
   fi
   command -v nginx >/dev/null || { echo "nginx is not available" >&2; exit 1; }
+  if [[ "$BACKEND_SOCKET" == unix ]] && ! command -v curl >/dev/null; then # readiness over the socket
+    SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+    echo "==> installing curl with apt-get"
+    $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
+  fi
+  [[ "$BACKEND_SOCKET" != unix ]] || command -v curl >/dev/null || { echo "curl is not available" >&2; exit 1; }
 fi
 
 # The servers: HTTP clients drive the axum pair, gRPC clients the tonic pair. The drain servers
