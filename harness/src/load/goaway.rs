@@ -217,7 +217,7 @@ impl Log {
     /// final `GOAWAY`); `untold` of them were closed by the peer without one; `later`
     /// connections opened after `t` got a `GOAWAY` too (a balancer sent them to the server
     /// being restarted), the last one `max` after `t`; `refused` streams were refused in the
-    /// window, on any connection.
+    /// window, on any connection, `of later` of them on the `later` connections.
     pub fn report(&self) -> String {
         let signals = self.signals.lock().unwrap();
         if signals.is_empty() {
@@ -225,10 +225,11 @@ impl Log {
         }
         let records = self.records.lock().unwrap();
         let mut out = format!(
-            "GOAWAY after SIGTERM, ms  {:>5} {:>5} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6} {:>8} {:>7}\n",
-            "open", "told", "min", "median", "max", "final", "untold", "later", "max", "refused"
+            "GOAWAY after SIGTERM, ms  {:>5} {:>5} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6} {:>8} {:>7} {:>8}\n",
+            "open", "told", "min", "median", "max", "final", "untold", "later", "max", "refused", "of later"
         );
         let (mut all, mut all_last, mut untold_total, mut later_total) = (vec![], vec![], 0, 0);
+        let mut refused_later_total = 0;
         for (i, (label, t)) in signals.iter().enumerate() {
             let (t, until) = (*t, signals.get(i + 1).map_or(u64::MAX, |s| s.1));
             let in_window = |at: Option<u64>| at.is_some_and(|at| at >= t && at < until);
@@ -254,16 +255,20 @@ impl Log {
                 .filter(|r| r.opened >= t && r.opened < until)
                 .filter_map(|r| delay(r.first, t, until))
                 .collect();
-            let refused: u64 = records
-                .iter()
-                .flat_map(Record::refusals)
-                .filter(|&(at, _)| in_window(Some(at)))
-                .map(|(_, n)| n)
-                .sum();
+            let refused_in = |records: &mut dyn Iterator<Item = &Record>| -> u64 {
+                records
+                    .flat_map(Record::refusals)
+                    .filter(|&(at, _)| in_window(Some(at)))
+                    .map(|(_, n)| n)
+                    .sum()
+            };
+            let refused = refused_in(&mut records.iter());
+            let refused_later =
+                refused_in(&mut records.iter().filter(|r| r.opened >= t && r.opened < until));
             told.sort_unstable();
             last.sort_unstable();
             out += &format!(
-                "{:<25} {:>5} {:>5} {} {} {} {} {:>6} {:>6} {} {:>7}\n",
+                "{:<25} {:>5} {:>5} {} {} {} {} {:>6} {:>6} {} {:>7} {:>8}\n",
                 label,
                 open.len(),
                 told.len(),
@@ -275,17 +280,19 @@ impl Log {
                 later.len(),
                 ms(later.iter().max()),
                 refused,
+                refused_later,
             );
             all.extend(told);
             all_last.extend(last);
             untold_total += untold;
             later_total += later.len();
+            refused_later_total += refused_later;
         }
         all.sort_unstable();
         all_last.sort_unstable();
         let field = |v: Option<&u64>| v.map_or("-".into(), |us| format!("{:.1}", *us as f64 / 1e3));
         out += &format!(
-            "GOAWAY signals={} told={} min_ms={} median_ms={} max_ms={} final_median_ms={} untold={untold_total} later={later_total}\n",
+            "GOAWAY signals={} told={} min_ms={} median_ms={} max_ms={} final_median_ms={} untold={untold_total} later={later_total} refused_later={refused_later_total}\n",
             signals.len(),
             all.len(),
             field(all.first()),
