@@ -11,7 +11,7 @@
 //!   resends only a request hyper hands back unsent (the connection had already closed).
 //! - `h2`: long-lived HTTP/2 prior-knowledge connections with `--streams` concurrent streams
 //!   each; reconnects after `GOAWAY` and retries only `REFUSED_STREAM` and streams above the
-//!   `GOAWAY`'s last-stream-id, like gRPC's transparent retry.
+//!   `GOAWAY`'s last-stream-id, once, on a new connection, like gRPC's transparent retry.
 //! - `grpc`: tonic channels with `--streams` concurrent callers each, calling `demo.Echo`
 //!   (`examples/support/echo.rs`) with no retry policy, like a tonic client as shipped.
 //!
@@ -36,7 +36,12 @@
 //! `GOAWAY` frames (`harness/src/load/goaway.rs`): after the table, one row per `signal`
 //! gives how many connections were told to go away and how long after `SIGTERM` (min, median,
 //! max), then `GOAWAY told=.. min_ms=.. median_ms=.. max_ms=.. final_median_ms=.. untold=..
-//! later=..` for all signals. The last line of output is machine-readable:
+//! later=..` for all signals, and `REFUSED streams=.. reset=.. goaway=.. goaway_after_pong=..`:
+//! the streams the other side refused over the whole run (`RST_STREAM` with `REFUSED_STREAM`,
+//! or opened above a `GOAWAY`'s last-stream-id; of those, the ones the client wrote after its
+//! acknowledgement of the server's shutdown `PING`), counted on the wire whether the client
+//! retried them or not.
+//! The last line of output is machine-readable:
 //! `TOTAL sent=.. ok=.. non2xx=.. errors=.. unsent=.. retried=.. lost=.. secs=.. rate=..`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -271,6 +276,14 @@ async fn main() -> std::process::ExitCode {
     print!("{table}");
     if opts.client != ClientKind::H1 {
         print!("{}", ctx.goaways.report());
+        let refused = ctx.goaways.refused();
+        println!(
+            "REFUSED streams={} reset={} goaway={} goaway_after_pong={}",
+            refused.total(),
+            refused.reset,
+            refused.goaway,
+            refused.goaway_after_pong
+        );
     }
     println!(
         "TOTAL sent={} ok={} non2xx={} errors={} unsent={} retried={} lost={} secs={secs:.1} rate={:.0}",
