@@ -61,7 +61,8 @@ impl RetryBudget {
 
     /// A call was made: deposit its share.
     pub(crate) fn deposit(&self) {
-        if self.deposit > 0 {
+        // A full budget (the steady state) costs a load, not a read-modify-write.
+        if self.deposit > 0 && self.balance.load(Ordering::Relaxed) < self.max {
             self.add(self.deposit);
         }
     }

@@ -55,7 +55,7 @@ impl Default for TransparentRetryLayer {
         Self {
             policy: Arc::new(Policy {
                 body_cap: BODY_CAP,
-                max_unsent_retries: 5,
+                max_unsent_retries: 10,
                 max_refused_retries: 3,
                 backoff: Backoff {
                     base: Duration::from_millis(5),
@@ -90,7 +90,7 @@ impl TransparentRetryLayer {
     }
 
     /// The most retries of a call that never left the client (not sent, connect failed,
-    /// closed before the server's preface). Default 5; grpc-java allows up to 1000.
+    /// closed before the server's preface). Default 10; grpc-java allows up to 1000.
     #[must_use]
     pub fn max_unsent_retries(mut self, retries: u32) -> Self {
         Arc::make_mut(&mut self.policy).max_unsent_retries = retries;

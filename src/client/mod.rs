@@ -96,7 +96,8 @@
 //!
 //! # Bounds
 //!
-//! * a few attempts: 5 retries for calls that never left the client, 3 for refused ones;
+//! * a few attempts: 10 retries for calls that never left the client (a balancer may route a
+//!   new connection to a stopped server until its health check notices), 3 for refused ones;
 //! * a jittered exponential backoff (5 ms doubling up to 250 ms, full jitter);
 //! * within the call's deadline: its `grpc-timeout`, rewritten to what is left on a retry;
 //! * a [`RetryBudget`] shared by the layer's services (20% of calls plus 10 a second), so a
