@@ -8,7 +8,7 @@ use client_support::*;
 use h2::Reason;
 use tower_drain::client::{RetryReason, TransparentRetryLayer};
 
-const CALLS: usize = 2000;
+const CALLS: usize = 1000;
 const CONCURRENCY: usize = 64;
 
 async fn all_succeed_once(
