@@ -19,7 +19,9 @@
 # default `proxy_next_upstream`/`grpc_next_upstream error timeout`) and nginx-unix (the same
 # nginx reaching the servers over Unix domain sockets, `server unix:PATH;`: h1 and h2 clients
 # only, not in the default --lb list); clients h1, h2 and grpc
-# (see harness/src/bin/loadgen.rs); loads mixed and fast. The servers: examples/axum.rs (h1, h2) or
+# (see harness/src/bin/loadgen.rs), and grpc-retry, the grpc client with its channels behind
+# tower_drain::client::TransparentRetryLayer (loadgen --client-retry; not in the default
+# --client list); loads mixed and fast. The servers: examples/axum.rs (h1, h2) or
 # examples/tonic.rs (grpc) with SERVER=serve and with SERVER=framework, and the plain control,
 # harness/src/bin/naive.rs or naive_tonic.rs (the framework's own graceful shutdown alone).
 #
@@ -74,7 +76,7 @@ set -euo pipefail
 usage() {
   cat <<'EOF2'
 usage: matrix.sh [--restarts N] [--lb haproxy-http,haproxy-tcp,nginx,nginx-unix]
-                 [--client h1,h2,grpc] [--load mixed,fast] [--profile release|dev]
+                 [--client h1,h2,grpc,grpc-retry] [--load mixed,fast] [--profile release|dev]
                  [--restart-gap-ms MS] [--notice-ms MS] [--cells LB:CLIENT:LOAD,..]
                  [--servers serve,framework] [--goaway-limit-ms MS]
                  [--refused-goal server|total|off] [--refused-tolerance PCT]
@@ -130,8 +132,8 @@ fi
 for c in "${CELL_LIST[@]}"; do
   IFS=: read -r lb client load <<< "$c"
   case "$lb" in haproxy-http|haproxy-tcp|nginx|nginx-unix) ;; *) echo "unknown load balancer $lb in $c" >&2; exit 2 ;; esac
-  case "$client" in h1|h2|grpc) ;; *) echo "unknown client $client in $c" >&2; exit 2 ;; esac
-  if [[ "$lb" == nginx-unix && "$client" == grpc ]]; then
+  case "$client" in h1|h2|grpc|grpc-retry) ;; *) echo "unknown client $client in $c" >&2; exit 2 ;; esac
+  if [[ "$lb" == nginx-unix && "$client" == grpc* ]]; then
     echo "$c: the gRPC servers listen on TCP only (nginx-unix takes h1 and h2)" >&2; exit 2
   fi
   case "$load" in mixed|fast) ;; *) echo "unknown load $load in $c" >&2; exit 2 ;; esac
@@ -195,6 +197,13 @@ goaway() {
 }
 
 ran() { [[ " ${SERVERS[*]} " == *" $1 "* ]]; }
+# client_args CLIENT: rolling-restart.sh's client options for a cell's client.
+client_args() {
+  case "$1" in
+    grpc-retry) echo "--client grpc --client-retry" ;;
+    *) echo "--client $1" ;;
+  esac
+}
 ROWS=()
 GOAWAY_ROWS=()
 status=0
@@ -206,9 +215,9 @@ for c in "${CELL_LIST[@]}"; do
   log=$LOG_DIR/$lb-$client-$load.log
   echo "==> [$((SECONDS - started))s] $cell: $RESTARTS restarts (log: $log)"
   before=$(wc -l < "$RESULTS")
-  # shellcheck disable=SC2046 # lb_args is a list of words
+  # shellcheck disable=SC2046 # lb_args and client_args are lists of words
   bash "$ROOT/scripts/rolling-restart.sh" --mode "$MODES" --restarts "$RESTARTS" --profile "$PROFILE" \
-    $(lb_args "$lb") --client "$client" --load "$load" --result-file "$RESULTS" "${EXTRA[@]}" \
+    $(lb_args "$lb") $(client_args "$client") --load "$load" --result-file "$RESULTS" "${EXTRA[@]}" \
     > "$log" 2>&1 &
   CHILD=$!
   code=0; wait "$CHILD" || code=$?

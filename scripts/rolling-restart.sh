@@ -91,7 +91,7 @@ usage: rolling-restart.sh [--mode drain|serve|framework|naive-graceful|naive-abr
                           [--client h1|h2|grpc] [--load mixed|fast]
                           [--connections N] [--streams N] [--pause-ms MS] [--inter-ms MS]
                           [--notice-ms MS] [--restart-gap-ms MS] [--profile release|dev]
-                          [--drain-server NAME] [--result-file FILE]
+                          [--drain-server NAME] [--result-file FILE] [--client-retry]
 EOF
 }
 
@@ -106,6 +106,7 @@ LOAD=mixed
 CONNECTIONS=""      # default: the load generator's for the client and load
 STREAMS=""          # concurrent streams per connection (h2, grpc); default: the load generator's
 PAUSE_MS=""         # pause of each worker between two requests; default: 2 (mixed), 0 (fast)
+CLIENT_RETRY=""     # --client-retry: gRPC channels behind tower_drain::client::TransparentRetryLayer
 RESULT_FILE=""
 DRAIN_SERVER=""     # SERVER for --mode drain; default: the example's own
 INTER_MS=100        # health-check interval
@@ -143,6 +144,7 @@ while (($#)); do
     --restart-gap-ms) RESTART_GAP_MS=$2; shift 2 ;;
     --profile) PROFILE=$2; shift 2 ;;
     --pause-ms) PAUSE_MS=$2; shift 2 ;;
+    --client-retry) CLIENT_RETRY=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -207,6 +209,7 @@ LOAD_DESC="client $CLIENT, load $LOAD"
 [[ -z "$CONNECTIONS" ]] || { LOADGEN_ARGS+=(--connections "$CONNECTIONS"); LOAD_DESC+=", $CONNECTIONS connections"; }
 [[ -z "$STREAMS" ]] || { LOADGEN_ARGS+=(--streams "$STREAMS"); LOAD_DESC+=" x $STREAMS streams"; }
 [[ -z "$PAUSE_MS" ]] || { LOADGEN_ARGS+=(--pause-ms "$PAUSE_MS"); LOAD_DESC+=", ${PAUSE_MS}ms apart"; }
+[[ -z "$CLIENT_RETRY" ]] || { LOADGEN_ARGS+=(--client-retry); LOAD_DESC+=", client behind TransparentRetryLayer"; }
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"

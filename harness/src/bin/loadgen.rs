@@ -71,11 +71,13 @@ struct Options {
     pause: Option<Duration>,
     timeout: Duration,
     label: String,
+    /// `--client-retry`: gRPC channels behind `TransparentRetryLayer`.
+    retry: Option<tower_drain::client::TransparentRetryLayer>,
 }
 
 fn usage() -> String {
     "usage: loadgen --target HOST:PORT [--client h1|h2|grpc] [--load mixed|fast] [--connections N] \
-     [--streams N] [--pause-ms MS] [--timeout-ms MS] [--label TEXT]"
+     [--streams N] [--pause-ms MS] [--timeout-ms MS] [--label TEXT] [--client-retry]"
         .into()
 }
 
@@ -89,6 +91,7 @@ fn parse_args() -> Result<Options, String> {
         pause: None,
         timeout: Duration::from_secs(10),
         label: "run".into(),
+        retry: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -122,12 +125,18 @@ fn parse_args() -> Result<Options, String> {
             "--pause-ms" => opts.pause = Some(Duration::from_millis(number(value()?)?)),
             "--timeout-ms" => opts.timeout = Duration::from_millis(number(value()?)?.max(1)),
             "--label" => opts.label = value()?,
+            "--client-retry" => {
+                opts.retry = Some(tower_drain::client::TransparentRetryLayer::default())
+            }
             "-h" | "--help" => return Err(usage()),
             other => return Err(format!("unknown argument {other:?}\n{}", usage())),
         }
     }
     if opts.target.is_empty() {
         return Err(usage());
+    }
+    if opts.retry.is_some() && opts.client != ClientKind::Grpc {
+        return Err("--client-retry wraps gRPC channels: use it with --client grpc".into());
     }
     if opts.client == ClientKind::H1 && opts.streams.is_some_and(|s| s > 1) {
         return Err("--client h1 sends one request at a time per connection: no --streams".into());
@@ -165,7 +174,11 @@ fn spawn_workers(
     for c in 0..connections {
         let h2_connection = load::http2::Connection::new(&opts.target, &ctx.goaways);
         let channel = match opts.client {
-            ClientKind::Grpc => Some(load::grpc::channel(&opts.target, &ctx.goaways)?),
+            ClientKind::Grpc => Some(load::grpc::channel(
+                &opts.target,
+                &ctx.goaways,
+                opts.retry.as_ref(),
+            )?),
             _ => None,
         };
         for s in 0..streams {
@@ -284,6 +297,9 @@ async fn main() -> std::process::ExitCode {
             refused.goaway,
             refused.goaway_after_pong
         );
+    }
+    if let Some(layer) = &opts.retry {
+        println!("CLIENT-RETRY {:?}", layer.stats());
     }
     println!(
         "TOTAL sent={} ok={} non2xx={} errors={} unsent={} retried={} lost={} secs={secs:.1} rate={:.0}",
