@@ -38,7 +38,7 @@ const LATE_FIRST_REQUEST: Duration = Duration::from_secs(1);
 /// drain has begun, a silent connection is closed when it is this old (at once if it already
 /// is): an older one is a pre-connection or a health check's TCP connect, and waiting for it
 /// would only delay the exit.
-const FIRST_BYTES: Duration = Duration::from_millis(20);
+const FIRST_BYTES: Duration = Duration::from_millis(10);
 
 /// Serves one accepted connection until it closes, counted in `tracker`'s registry.
 pub(super) async fn serve_connection<Io, S>(
