@@ -116,9 +116,15 @@ impl Builders {
 fn http1(options: &Options) -> Builder {
     let mut builder = auto::Builder::new(StreamExecutor::default()).http1_only();
     let mut http1 = builder.http1();
-    http1
-        .max_headers(options.http1_max_headers)
-        .max_buf_size(options.http1_max_buf_size);
+    if options.http1_max_buf_size != DEFAULT_HTTP1_MAX_BUF_SIZE {
+        http1.max_buf_size(options.http1_max_buf_size);
+    }
+    // Only when changed: given any limit, hyper parses each request's headers into a vector
+    // sized to it (about a thousand instructions and a copy per request), where with none it
+    // uses an array of its default size, 100.
+    if options.http1_max_headers != DEFAULT_HTTP1_MAX_HEADERS {
+        http1.max_headers(options.http1_max_headers);
+    }
     match options.idle_timeout {
         Some(idle) => {
             http1
