@@ -199,7 +199,7 @@ where
 /// | Setting | Default |
 /// |---|---|
 /// | [`header_read_timeout`](Self::header_read_timeout) | 30 s, to the first request's head |
-/// | [`http2_keep_alive`](Self::http2_keep_alive) | `PING` every 60 s, 20 s to answer |
+/// | [`http2_keep_alive`](Self::http2_keep_alive) | off |
 /// | [`http2_max_concurrent_streams`](Self::http2_max_concurrent_streams) | 200 |
 /// | [`idle_timeout`](Self::idle_timeout) | none |
 /// | [`max_connection_age`](Self::max_connection_age) | none |

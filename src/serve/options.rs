@@ -48,7 +48,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             header_read_timeout: Duration::from_secs(30),
-            keep_alive_interval: Some(Duration::from_secs(60)),
+            keep_alive_interval: None,
             keep_alive_timeout: Duration::from_secs(20),
             max_concurrent_streams: 200,
             max_connection_age: None,

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# serve against axum::serve in instructions per request, counted by callgrind: repeatable on a
+# noisy machine, where CPU time per request (scripts/bench-serve.sh) scatters by ±20 %.
+#
+# For each server (examples/axum.rs, SERVER=serve and SERVER=axum) and protocol, runs the
+# example under `valgrind --tool=callgrind` twice: once with no request, once with N requests
+# from h2load (4 connections; HTTP/2 with 4 streams each). Instructions per request =
+# (total - total without requests) / N, every thread counted. Prints them and the ratio.
+#
+#   bash scripts/callgrind-serve.sh              # N=4000, HTTP/1.1 and HTTP/2, release build
+#   N=2000 PROTOCOLS=h1 bash scripts/callgrind-serve.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${N:-4000}
+PROTOCOLS=${PROTOCOLS:-h1 h2}
+BIN=${BIN:-}
+if [[ -z $BIN ]]; then
+  cargo build --release --quiet --all-features --example axum
+  BIN=target/release/examples/axum
+fi
+command -v valgrind >/dev/null || { echo "callgrind-serve: valgrind is needed" >&2; exit 2; }
+if ! command -v h2load >/dev/null; then
+  sudo_=""; [[ $(id -u) == 0 ]] || sudo_=sudo
+  $sudo_ apt-get install -y -qq nghttp2-client >/dev/null
+fi
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+# instructions SERVER N PROTOCOL: the server's total instructions, N requests served.
+instructions() {
+  local out=$WORK/$1.$2.$3 pid addr
+  ADDR=127.0.0.1:0 NOTICE_MS=0 SERVER=$1 RUST_LOG=warn \
+    valgrind --tool=callgrind --callgrind-out-file="$out.cg" "$BIN" > "$out.stdout" 2> "$out.stderr" &
+  pid=$!
+  for _ in $(seq 300); do grep -q '^listening on' "$out.stdout" 2>/dev/null && break; sleep 0.2; done
+  addr=$(sed -n 's/^listening on //p' "$out.stdout")
+  [[ -n $addr ]] || { echo "callgrind-serve: $1 did not start" >&2; kill "$pid"; exit 2; }
+  if (($2 > 0)); then
+    if [[ $3 == h1 ]]; then h2load --h1 -n "$2" -c 4 "http://$addr/" > "$out.load"
+    else h2load -n "$2" -c 4 -m 4 "http://$addr/" > "$out.load"; fi
+    grep -q "$2 succeeded" "$out.load" || { echo "callgrind-serve: not every request succeeded" >&2; cat "$out.load" >&2; exit 2; }
+  fi
+  kill -TERM "$pid"
+  wait "$pid" || true
+  sed -n 's/^summary: //p;s/^totals: //p' "$out.cg" | head -1
+}
+
+printf '%-8s %-7s %14s\n' protocol server "instr/request"
+for proto in $PROTOCOLS; do
+  declare -A per=()
+  for server in serve axum; do
+    base=$(instructions "$server" 0 "$proto")
+    total=$(instructions "$server" "$N" "$proto")
+    per[$server]=$(( (total - base) / N ))
+    printf '%-8s %-7s %14d\n' "$proto" "$server" "${per[$server]}"
+  done
+  awk -v s="${per[serve]}" -v a="${per[axum]}" -v p="$proto" \
+    'BEGIN { printf "%-8s serve/axum::serve: %.3f\n", p, s / a }'
+done
