@@ -156,6 +156,9 @@ mod service;
 mod settings;
 mod state;
 mod tap;
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub mod tls;
 #[cfg(feature = "tonic")]
 mod tonic;
 
