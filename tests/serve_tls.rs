@@ -399,30 +399,37 @@ async fn connections_in_their_handshake_at_the_drain_get_their_responses() {
     // shutdown signal lost its response.
     let identity = Identity::new();
     let server = start(identity.server_config(), |serve| serve).await;
-    let connector = connector(&[&identity], &[b"h2", b"http/1.1"], None);
-    // Each client connects, says hello, and asks at once, as a client does; the drain begins
-    // once every one of them is connected (accepted, or queued in the backlog, which the drain
-    // takes), so each is in its handshake or just past it.
-    let (connected, mut all_connected) = tokio::sync::mpsc::channel(20);
+    let connector = connector(&[&identity], &[b"http/1.1"], None);
+    // Each client connects and says hello (its ClientHello on the wire), then waits for the
+    // drain to begin before it goes on with its handshake and its request: every one of them
+    // is in its handshake at the drain.
+    let (hello_sent, mut all_said_hello) = tokio::sync::mpsc::channel(20);
     let clients: Vec<_> = (0..20)
         .map(|_| {
-            let (connector, connected) = (connector.clone(), connected.clone());
+            let (connector, hello_sent) = (connector.clone(), hello_sent.clone());
+            let draining = server.token.clone();
             tokio::spawn(async move {
                 let tcp = TcpStream::connect(server.addr).await.unwrap();
-                let handshake = connector.connect(ServerName::try_from("localhost").unwrap(), tcp);
-                let _ = connected.send(()).await;
-                let stream = within("the handshake", handshake).await.unwrap();
-                let mut client = http2(stream).await;
-                get2(&mut client, "/").await
+                let mut handshake = Box::pin(futures_util::future::maybe_done(
+                    connector.connect(ServerName::try_from("localhost").unwrap(), tcp),
+                ));
+                // The first poll writes the ClientHello.
+                let _ = futures_util::poll!(handshake.as_mut());
+                let _ = hello_sent.send(()).await;
+                draining.cancelled().await;
+                within("the handshake", handshake.as_mut()).await;
+                let stream = handshake.as_mut().take_output().unwrap().unwrap();
+                let mut client = http1(stream).await;
+                get1(&mut client, "/").await
             })
         })
         .collect();
     for _ in 0..20 {
-        within("the connects", all_connected.recv()).await.unwrap();
+        within("the hellos", all_said_hello.recv()).await.unwrap();
     }
     server.token.cancel();
     for client in clients {
-        assert_eq!(within("the response", client).await.unwrap(), "HTTP/2.0");
+        assert_eq!(within("the response", client).await.unwrap(), "HTTP/1.1");
     }
     within("the server", server.server).await.unwrap().unwrap();
     assert_eq!(server.tracker.connections().open, 0);

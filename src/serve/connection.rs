@@ -59,6 +59,7 @@ pub(super) async fn serve_connection<Io, S>(
         during_notice: !tracker.is_ready(),
         first_request_deadline: accepted + options.header_read_timeout,
         speaks_from: accepted,
+        first_bytes_grace: FIRST_BYTES,
         alpn: None,
     };
     configure_tcp(&io, &options);
@@ -75,6 +76,13 @@ pub(super) async fn serve_connection<Io, S>(
         let opened = Opened {
             // The client writes its first request once its handshake is done.
             speaks_from: Instant::now(),
+            // In its handshake when the drain began: a client connecting, not a
+            // pre-connection; its first request is given the time of one on the wire.
+            first_bytes_grace: if tracker.is_draining() {
+                LATE_FIRST_REQUEST
+            } else {
+                FIRST_BYTES
+            },
             alpn: negotiated(&stream),
             ..opened
         };
@@ -97,6 +105,8 @@ struct Opened {
     first_request_deadline: Instant,
     /// When the client can start sending requests: the accept, or the end of the TLS handshake.
     speaks_from: Instant,
+    /// Once the drain has begun, how long after `speaks_from` a silent connection is kept.
+    first_bytes_grace: Duration,
     /// The protocol the TLS handshake chose (ALPN), if any.
     alpn: Option<Protocol>,
 }
@@ -118,6 +128,7 @@ async fn serve_stream<Io, S>(
         during_notice,
         first_request_deadline,
         speaks_from,
+        first_bytes_grace,
         alpn,
     } = opened;
     let mut prefix = Prefix::default();
@@ -126,7 +137,7 @@ async fn serve_stream<Io, S>(
         &mut prefix,
         &tracker,
         first_request_deadline,
-        speaks_from,
+        speaks_from + first_bytes_grace,
     )
     .await
     // Bytes that contradict the protocol ALPN chose: a connection error (RFC 7301 §3.2).
@@ -262,24 +273,35 @@ fn configure_tcp<Io: 'static>(io: &Io, options: &Options) {
 ///
 /// A client that says nothing within the header read timeout is closed: it was never served
 /// (the timeout then goes on bounding its first request's headers, in the task). Once
-/// the drain has begun, a silent connection is closed once [`FIRST_BYTES`] have passed since
-/// it could speak (`speaks_from`: its accept, or the end of its TLS handshake).
+/// the drain has begun, a silent connection is closed at `silent_until`: [`FIRST_BYTES`] after
+/// it could speak (its accept, or the end of its TLS handshake), or [`LATE_FIRST_REQUEST`]
+/// after a TLS handshake that ended during the drain.
 async fn detect_protocol<Io: AsyncRead + Unpin>(
     io: &mut Io,
     prefix: &mut Prefix,
     tracker: &ConnectionTracker,
     deadline: Instant,
-    speaks_from: Instant,
+    silent_until: Instant,
 ) -> Option<Protocol> {
+    // Biased: bytes that have come win over the drain's close.
     tokio::select! {
+        biased;
         detected = tokio::time::timeout_at(deadline, detect(io, prefix)) => {
             detected.ok().and_then(Result::ok).flatten()
         }
-        () = async {
-            tracker.draining().await;
-            tokio::time::sleep_until(speaks_from + FIRST_BYTES).await;
-        } => None,
+        () = silent_at_drain(tracker, silent_until) => None,
     }
+}
+
+/// Completes at `at` once the drain has begun: a connection that has said nothing by then is
+/// closed. It yields to the runtime once before completing, so that bytes already in the
+/// kernel but not yet reported by the reactor (it runs after the drain's wake-up) are seen
+/// first: the callers' `select!` polls their read before it.
+pub(super) async fn silent_at_drain(tracker: &ConnectionTracker, at: Instant) {
+    tracker.draining().await;
+    tokio::time::sleep_until(at).await;
+    // Deferred until the worker has polled the I/O driver.
+    tokio::task::yield_now().await;
 }
 
 /// `age`, give or take 10 % at random (gRFC A9), so that connections opened together do not

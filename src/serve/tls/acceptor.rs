@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 
-use super::super::connection::{FIRST_BYTES, LATE_FIRST_REQUEST};
+use super::super::connection::{silent_at_drain, FIRST_BYTES, LATE_FIRST_REQUEST};
 use super::super::protocol::Protocol;
 use super::TlsConfig;
 use crate::tracker::ConnectionTracker;
@@ -33,16 +33,16 @@ where
     Io: AsyncRead + AsyncWrite + Unpin,
 {
     let hello = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
+    // Biased: what has come wins over the drain's close.
     let start = tokio::select! {
+        biased;
         hello = tokio::time::timeout_at(deadline, hello) => hello.ok()?.ok()?,
-        () = async {
-            tracker.draining().await;
-            tokio::time::sleep_until(accepted + FIRST_BYTES).await;
-        } => return None,
+        () = silent_at_drain(tracker, accepted + FIRST_BYTES) => return None,
     };
     // The configuration in force when the client said hello: a reload applies from here on.
     let accept = start.into_stream(config.current());
     tokio::select! {
+        biased;
         stream = tokio::time::timeout_at(deadline, accept) => stream.ok()?.ok(),
         () = async {
             tracker.draining().await;
