@@ -49,7 +49,9 @@ pub(super) async fn close<Io>(mut io: Io, linger: Linger)
 where
     Io: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    let _ = io.shutdown().await;
+    // Over TLS, `close_notify` must be written first: bounded, for a peer that reads nothing
+    // (over plain TCP the FIN never waits).
+    let _ = tokio::time::timeout(LINGER, io.shutdown()).await;
     let Some(stream) = tcp(&mut io) else {
         return;
     };
