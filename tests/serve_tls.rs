@@ -462,3 +462,25 @@ async fn client_certificates_reach_handlers_as_peer_certificates() {
     let mut client = http2(tls_connect(server.addr, &anonymous).await).await;
     assert_eq!(get2(&mut client, "/peer").await, "0");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_that_never_says_hello_is_closed_at_the_drain_without_holding_the_exit() {
+    let identity = Identity::new();
+    // The header read timeout (30 s by default) would hold the exit if the drain waited for it.
+    let server = start(identity.server_config(), |serve| serve).await;
+    let mut silent = TcpStream::connect(server.addr).await.unwrap();
+    support::eventually("the connection accepted", || {
+        server.tracker.connections().open == 1
+    })
+    .await;
+    let drained = Instant::now();
+    server.token.cancel();
+    within("the server", server.server).await.unwrap().unwrap();
+    assert!(
+        drained.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        drained.elapsed()
+    );
+    let mut buf = [0; 16];
+    assert_eq!(silent.read(&mut buf).await.unwrap_or(0), 0, "closed");
+}
