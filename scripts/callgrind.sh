@@ -7,6 +7,8 @@
 #
 #   bash scripts/callgrind.sh                    # every path
 #   bash scripts/callgrind.sh bare drain         # some paths
+#   BENCH=client_instructions bash scripts/callgrind.sh retry tonic tonic_retry
+#                                                # the client layer (benches/client_instructions.rs)
 #
 # Instruction counts do not show what an instruction costs: a `lock`-prefixed atomic is one
 # instruction but tens of cycles (more under contention). Read them with the criterion figures.
@@ -15,8 +17,11 @@ cd "$(dirname "$0")/.."
 
 SMALL=${SMALL:-1000}
 LARGE=${LARGE:-11000}
+BENCH=${BENCH:-instructions}
 paths=("$@")
 ((${#paths[@]})) || paths=(bare drain drain_refused concurrency_limit in_flight)
+FEATURES=()
+[[ $BENCH != client_instructions ]] || FEATURES=(--features client)
 
 command -v valgrind >/dev/null || (apt-get update && apt-get install -y valgrind)
 # One codegen unit: with the default 16, how the compiler splits the driver into units moves
@@ -25,9 +30,9 @@ command -v valgrind >/dev/null || (apt-get update && apt-get install -y valgrind
 export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 CARGO_PROFILE_BENCH_CODEGEN_UNITS=1
 TARGET_DIR=${CALLGRIND_TARGET_DIR:-target/callgrind}
 # A bench target, built with the bench profile (release settings); cargo names the executable.
-BIN=$(CARGO_TARGET_DIR=$TARGET_DIR cargo bench --no-run --bench instructions --message-format=json |
+BIN=$(CARGO_TARGET_DIR=$TARGET_DIR cargo bench --no-run --bench "$BENCH" "${FEATURES[@]}" --message-format=json |
   grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | tail -n 1)
-[[ -x "$BIN" ]] || { echo "callgrind.sh: no benches/instructions executable" >&2; exit 1; }
+[[ -x "$BIN" ]] || { echo "callgrind.sh: no benches/$BENCH executable" >&2; exit 1; }
 
 instructions() {
   valgrind --tool=callgrind --callgrind-out-file=/dev/null "$BIN" "$1" "$2" 2>&1 >/dev/null |

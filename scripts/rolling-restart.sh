@@ -29,9 +29,9 @@
 #
 # Clients (--client, the harness's `loadgen`): h1 (HTTP/1.1 keep-alive, the default), h2 (HTTP/2
 # prior knowledge, several streams per connection, retries only what the protocol proves
-# unprocessed: REFUSED_STREAM, or above GOAWAY's last-stream-id), grpc (tonic channels, no
-# retry policy). h1 and h2 drive the axum servers (examples/axum.rs, harness/src/bin/naive.rs); grpc
-# drives the gRPC servers (examples/tonic.rs, harness/src/bin/naive_tonic.rs: `demo.Echo`, HTTP/2
+# unprocessed: REFUSED_STREAM, or above GOAWAY's last-stream-id, once, on a new connection),
+# grpc (tonic channels, no retry policy). h1 and h2 drive the axum servers (examples/axum.rs,
+# harness/src/bin/naive.rs); grpc drives the gRPC servers (examples/tonic.rs, harness/src/bin/naive_tonic.rs: `demo.Echo`, HTTP/2
 # only). Loads (--load): mixed (fast, slow and streaming requests) or fast (only fast requests,
 # back to back, over 20 times the rate). HAProxy checks the gRPC servers' /readyz over HTTP/2
 # (a hand-written tcp-check, see scripts/haproxy/haproxy.cfg.in) and speaks HTTP/2 to them in
@@ -52,10 +52,25 @@
 # retries; --lb-retries on, its default there, adds http_503 to nginx's `error timeout`),
 # configured from scripts/nginx/nginx.conf.in; see run_mode's nginx branches.
 #
+# --backend-socket unix (with --lb nginx, clients h1 and h2) has the servers listen on Unix
+# domain sockets in the run's temporary directory (ADDR=unix:PATH; they print `listening on
+# unix:PATH`) and nginx reach them with `server unix:PATH;` upstreams, HTTP/1.1 keep-alive as
+# over TCP. Readiness is asked over the socket (`curl --unix-socket PATH`). nginx passes HTTP/2
+# upstream only with grpc_pass, and the gRPC servers listen on TCP only: no grpc client here.
+#
+# --notice-ms MS sets the drain servers' NOTICE_MS (default: the timing rule below).
+#
+# Refused streams (h2 and grpc clients): the load generator counts on the wire every stream
+# the other side refused, retried or not: reset with REFUSED_STREAM, or opened above a GOAWAY's
+# last-stream-id (harness/src/load/goaway.rs). The h2 client retries a refused stream once, on a
+# new connection; refused twice, it is lost ("refused twice").
+#
 # --result-file FILE appends one line per mode, for scripts/matrix.sh:
 #   MODE sent=.. ok=.. non2xx=.. errors=.. unsent=.. retried=.. lost=.. secs=.. rate=..
 #        [goaway_told=.. goaway_min_ms=.. goaway_median_ms=.. goaway_max_ms=..
-#        goaway_final_median_ms=.. goaway_untold=.. goaway_later=..] bad_exits=.. detail=..
+#        goaway_final_median_ms=.. goaway_untold=.. goaway_later=..
+#        refused=.. refused_reset=.. refused_goaway=.. refused_goaway_after_pong=..]
+#        bad_exits=.. detail=..
 #
 # --drain-server NAME passes SERVER=NAME to the server of --mode drain (and all): `serve`
 # (tower-drain's own server, the examples' default) or `framework` (axum::serve, or tonic's
@@ -72,10 +87,11 @@ usage() {
 usage: rolling-restart.sh [--mode drain|serve|framework|naive-graceful|naive-abrupt|all|compare]
                           [--restarts N]
                           [--lb haproxy|nginx] [--lb-mode http-keep-alive|http-server-close|h2|tcp]
-                          [--lb-retries off|on] [--client h1|h2|grpc] [--load mixed|fast]
+                          [--lb-retries off|on] [--backend-socket tcp|unix]
+                          [--client h1|h2|grpc] [--load mixed|fast]
                           [--connections N] [--streams N] [--pause-ms MS] [--inter-ms MS]
                           [--notice-ms MS] [--restart-gap-ms MS] [--profile release|dev]
-                          [--drain-server NAME] [--result-file FILE]
+                          [--drain-server NAME] [--result-file FILE] [--client-retry]
 EOF
 }
 
@@ -84,11 +100,13 @@ RESTARTS=10
 LB=haproxy
 LB_MODE=http-keep-alive
 LB_RETRIES=""      # default: off with HAProxy (its defaults), on with nginx (+ http_503)
+BACKEND_SOCKET=tcp # how the balancer reaches the servers: tcp, or unix (nginx only)
 CLIENT=h1
 LOAD=mixed
 CONNECTIONS=""      # default: the load generator's for the client and load
 STREAMS=""          # concurrent streams per connection (h2, grpc); default: the load generator's
 PAUSE_MS=""         # pause of each worker between two requests; default: 2 (mixed), 0 (fast)
+CLIENT_RETRY=""     # --client-retry: gRPC channels behind tower_drain::client::TransparentRetryLayer
 RESULT_FILE=""
 DRAIN_SERVER=""     # SERVER for --mode drain; default: the example's own
 INTER_MS=100        # health-check interval
@@ -114,6 +132,7 @@ while (($#)); do
     --lb) LB=$2; shift 2 ;;
     --lb-mode) LB_MODE=$2; shift 2 ;;
     --lb-retries) LB_RETRIES=$2; shift 2 ;;
+    --backend-socket) BACKEND_SOCKET=$2; shift 2 ;;
     --client) CLIENT=$2; shift 2 ;;
     --load) LOAD=$2; shift 2 ;;
     --connections) CONNECTIONS=$2; shift 2 ;;
@@ -125,6 +144,7 @@ while (($#)); do
     --restart-gap-ms) RESTART_GAP_MS=$2; shift 2 ;;
     --profile) PROFILE=$2; shift 2 ;;
     --pause-ms) PAUSE_MS=$2; shift 2 ;;
+    --client-retry) CLIENT_RETRY=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -161,6 +181,11 @@ case "$LB" in haproxy) ;; nginx)
 esac
 [[ -n "$LB_RETRIES" ]] || LB_RETRIES=$([[ "$LB" == nginx ]] && echo on || echo off)
 case "$LB_RETRIES" in on|off) ;; *) echo "--lb-retries must be on or off" >&2; exit 2 ;; esac
+case "$BACKEND_SOCKET" in tcp) ;; unix)
+  [[ "$LB" == nginx ]] || { echo "--backend-socket unix needs --lb nginx" >&2; exit 2; }
+  [[ "$CLIENT" != grpc ]] || { echo "--backend-socket unix: the gRPC servers listen on TCP only" >&2; exit 2; } ;;
+  *) echo "--backend-socket must be tcp or unix" >&2; exit 2 ;;
+esac
 case "$PROFILE" in release) PROFILE_DIR=release ;; dev) PROFILE_DIR=debug ;; *)
   echo "--profile must be release or dev" >&2; exit 2 ;;
 esac
@@ -184,6 +209,7 @@ LOAD_DESC="client $CLIENT, load $LOAD"
 [[ -z "$CONNECTIONS" ]] || { LOADGEN_ARGS+=(--connections "$CONNECTIONS"); LOAD_DESC+=", $CONNECTIONS connections"; }
 [[ -z "$STREAMS" ]] || { LOADGEN_ARGS+=(--streams "$STREAMS"); LOAD_DESC+=" x $STREAMS streams"; }
 [[ -z "$PAUSE_MS" ]] || { LOADGEN_ARGS+=(--pause-ms "$PAUSE_MS"); LOAD_DESC+=", ${PAUSE_MS}ms apart"; }
+[[ -z "$CLIENT_RETRY" ]] || { LOADGEN_ARGS+=(--client-retry); LOAD_DESC+=", client behind TransparentRetryLayer"; }
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -206,6 +232,12 @@ else
       || $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
   fi
   command -v nginx >/dev/null || { echo "nginx is not available" >&2; exit 1; }
+  if [[ "$BACKEND_SOCKET" == unix ]] && ! command -v curl >/dev/null; then # readiness over the socket
+    SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+    echo "==> installing curl with apt-get"
+    $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
+  fi
+  [[ "$BACKEND_SOCKET" != unix ]] || command -v curl >/dev/null || { echo "curl is not available" >&2; exit 1; }
 fi
 
 # The servers: HTTP clients drive the axum pair, gRPC clients the tonic pair. The drain servers
@@ -262,6 +294,9 @@ BUDGET_S=$((120 + ${#MODES[@]} * (30 + RESTARTS * (30 + RESTART_GAP_MS / 1000)))
 WATCHDOG=$!
 PIDS+=("$WATCHDOG")
 
+# field_of NAME LINE: the value of NAME=.. in LINE, or nothing.
+field_of() { { grep -oE "(^| )$1=[^ ]*" <<< "$2" || true; } | cut -d= -f2; }
+
 now_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }
 
 alive() { # a child is gone once bash reaped it or it is a zombie
@@ -284,6 +319,13 @@ free_port() {
     if ! (exec 9<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
   done
   echo "no free port found" >&2; return 1
+}
+
+# Status code of GET $2 on server address $1 (127.0.0.1:PORT, or unix:PATH), or nothing.
+server_status() {
+  if [[ "$1" == unix:* ]]; then
+    curl -s -o /dev/null -m 2 -w '%{http_code}' --unix-socket "${1#unix:}" "http://localhost$2" 2>/dev/null || true
+  else http_status "${1##*:}" "$2"; fi
 }
 
 # Status code of GET $2 on 127.0.0.1:$1, or nothing.
@@ -311,8 +353,8 @@ wait_until() { # wait_until SECONDS COMMAND...: polls every 20 ms
   done
 }
 
-start_server() { # start_server NAME PORT MODE -> sets SERVER_PID[NAME]
-  local name=$1 port=$2 mode=$3 bin env=() log
+start_server() { # start_server NAME MODE -> sets SERVER_PID[NAME]; listens on SERVER_ADDR[NAME]
+  local name=$1 mode=$2 addr=${SERVER_ADDR[$1]} bin env=() log
   STARTS=$((STARTS + 1))
   log=$WORK/server-$mode-$name-$STARTS.log
   case "$mode" in
@@ -322,16 +364,16 @@ start_server() { # start_server NAME PORT MODE -> sets SERVER_PID[NAME]
     naive-graceful) bin=$HARNESS_DIR/$NAIVE_BIN; env=(NAIVE=graceful) ;;
     naive-abrupt) bin=$HARNESS_DIR/$NAIVE_BIN; env=(NAIVE=abrupt) ;;
   esac
-  env "${env[@]}" ADDR="127.0.0.1:$port" "$bin" > "$log" 2>&1 3>&- &
+  env "${env[@]}" ADDR="$addr" "$bin" > "$log" 2>&1 3>&- &
   SERVER_PID[$name]=$!
   PIDS+=("$!")
-  wait_until 10 grep -qs "listening on 127.0.0.1:$port" "$log" \
-    || { echo "server $name did not start on port $port; log:" >&2; tail -n 20 "$log" >&2; return 1; }
+  wait_until 10 grep -qsF "listening on $addr" "$log" \
+    || { echo "server $name did not start on $addr; log:" >&2; tail -n 20 "$log" >&2; return 1; }
 }
 
 # The gRPC servers speak HTTP/2 only, which bash cannot: for them "listening on" is the sign
 # (HAProxy's HTTP/2 check of /readyz, or nginx's access log, then confirms it in use).
-ready_direct() { [[ "$CLIENT" == grpc || "$(http_status "$1" /readyz)" == 200 ]]; }
+ready_direct() { [[ "$CLIENT" == grpc || "$(server_status "${SERVER_ADDR[$1]}" /readyz)" == 200 ]]; }
 accepts() { (exec 9<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 up_in_haproxy() { [[ "$(hap_state "$1")" == 2 ]]; }
 
@@ -351,8 +393,8 @@ nginx_start() { # nginx_start MODE: config from the template, then start and wai
   local keep=http drop=grpc listen=""
   [[ "$CLIENT" != grpc ]] || { keep=grpc; drop=http; }
   [[ "$CLIENT" == h1 ]] || listen=" http2"
-  sed -e "s|@DIR@|$NGINX_DIR|g" -e "s/@FE_PORT@/$FE_PORT/" -e "s/@NEXT_UPSTREAM@/$next/" \
-      -e "s/@PORT_A@/${SERVER_PORT[a]}/" -e "s/@PORT_B@/${SERVER_PORT[b]}/" -e "s/@LISTEN_OPTIONS@/$listen/" \
+  sed -e "s|@DIR@|$NGINX_DIR|g" -e "s/@FE_PORT@/$FE_PORT/" -e "s/@NEXT_UPSTREAM@/$next/" -e "s/@USER@/$(id -un)/" \
+      -e "s|@UPSTREAM_A@|${SERVER_ADDR[a]}|" -e "s|@UPSTREAM_B@|${SERVER_ADDR[b]}|" -e "s/@LISTEN_OPTIONS@/$listen/" \
       -e "/# client:$drop\$/d" -e "s/ *# client:$keep\$//" \
       scripts/nginx/nginx.conf.in > "$NGINX_DIR/nginx.conf"
   local args=(-p "$NGINX_DIR/" -e "$NGINX_DIR/error.log" -c "$NGINX_DIR/nginx.conf")
@@ -379,13 +421,14 @@ nginx_stop() { # SIGTERM (fast shutdown) to the master; SIGKILL to it and its wo
 
 access_log_size() { stat -c %s "$NGINX_DIR/access.log" 2>/dev/null || echo 0; }
 
-# True once the access log, from byte $2 on, shows a 2xx that nginx got from server port $1
-# (as the last upstream tried): nginx has put the restarted server back in rotation.
+# True once the access log, from byte $2 on, shows a 2xx that nginx got from server address $1
+# (127.0.0.1:PORT or unix:PATH, as the last upstream tried): nginx has put the restarted server
+# back in rotation.
 # (grep -q stops at the first match; with pipefail, tail's SIGPIPE must not turn that into a
 # failure when the log grows faster than the pipe drains, as it does under the fast loads.)
 used_by_nginx() {
   { tail -c +"$(($2 + 1))" "$NGINX_DIR/access.log" 2>/dev/null || true; } \
-    | grep -Eq "127\.0\.0\.1:$1 ust=([0-9]+, )*2[0-9][0-9] status="
+    | grep -Eq "(^up=|, )$(sed 's/[][\.*^$+?(){}|]/\\&/g' <<< "$1") ust=([0-9]+, )*2[0-9][0-9] status="
 }
 
 nginx_counters() {
@@ -426,7 +469,7 @@ notice_desc() {
 
 run_mode() {
   local mode=$1 i name pid code t0 t_exit t_up note signal_us
-  declare -gA SERVER_PID=() SERVER_PORT=()
+  declare -gA SERVER_PID=() SERVER_PORT=() SERVER_ADDR=()
   # Four distinct ports: all four are picked again on a collision (re-picking only some of
   # them looped forever when the others were the pair that collided).
   while
@@ -434,14 +477,18 @@ run_mode() {
     SERVER_PORT[a]=$(free_port); SERVER_PORT[b]=$(free_port)
     [[ $(printf '%s\n' "$FE_PORT" "$CLI_PORT" "${SERVER_PORT[a]}" "${SERVER_PORT[b]}" | sort -u | wc -l) != 4 ]]
   do :; done
+  for name in a b; do
+    if [[ "$BACKEND_SOCKET" == unix ]]; then SERVER_ADDR[$name]=unix:$WORK/$mode-$name.sock
+    else SERVER_ADDR[$name]=127.0.0.1:${SERVER_PORT[$name]}; fi
+  done
 
   if [[ "$LB" == nginx ]]; then
     echo
     echo "==> mode $mode: lb nginx (proxy_next_upstream $([[ $LB_RETRIES == on ]] && echo "error timeout http_503" || echo "error timeout")," \
-         "keepalive 512, passive checks only), NOTICE_MS=$(notice_desc "$mode")," \
+         "keepalive 512, passive checks only, upstreams over $BACKEND_SOCKET), NOTICE_MS=$(notice_desc "$mode")," \
          "$RESTARTS restarts, gap ${RESTART_GAP_MS}ms, $LOAD_DESC"
-    start_server a "${SERVER_PORT[a]}" "$mode"
-    start_server b "${SERVER_PORT[b]}" "$mode"
+    start_server a "$mode"
+    start_server b "$mode"
     nginx_start "$mode"
   else
     local mode_line conn_line reuse_line retry_line redispatch_line server_line="# HTTP\/1.1 to the backends"
@@ -478,8 +525,8 @@ run_mode() {
     echo "==> mode $mode: lb-mode $LB_MODE, lb-retries $LB_RETRIES, inter ${INTER_MS}ms fall $FALL rise $RISE," \
          "NOTICE_MS=$(notice_desc "$mode"), $RESTARTS restarts," \
          "gap ${RESTART_GAP_MS}ms, $LOAD_DESC"
-    start_server a "${SERVER_PORT[a]}" "$mode"
-    start_server b "${SERVER_PORT[b]}" "$mode"
+    start_server a "$mode"
+    start_server b "$mode"
     haproxy -db -f "$WORK/haproxy-$mode.cfg" > "$WORK/haproxy-$mode.log" 2>&1 &
     PIDS+=("$!")
     wait_until 10 up_in_haproxy a && wait_until 10 up_in_haproxy b \
@@ -510,19 +557,19 @@ run_mode() {
     code=0; wait "$pid" 2>/dev/null || code=$?
     t_exit=$(($(now_ms) - t0))
     sleep "$(printf '%d.%03d' $((RESTART_GAP_MS / 1000)) $((RESTART_GAP_MS % 1000)))"
-    start_server "$name" "${SERVER_PORT[$name]}" "$mode"
+    start_server "$name" "$mode"
     if [[ "$LB" == nginx ]]; then
       # Ready by its own /readyz, then in use: nginx got a 2xx from it (it skips a server for
       # fail_timeout after a failed attempt, so this can take up to 2 s after ready).
       local log_at
       log_at=$(access_log_size)
-      wait_until 10 ready_direct "${SERVER_PORT[$name]}" \
+      wait_until 10 ready_direct "$name" \
         || { echo "server $name did not answer /readyz" >&2; return 1; }
-      wait_until 10 used_by_nginx "${SERVER_PORT[$name]}" "$log_at" \
+      wait_until 10 used_by_nginx "${SERVER_ADDR[$name]}" "$log_at" \
         || { echo "server $name did not come back into use by nginx (access log from byte $log_at" \
                   "to $(access_log_size))" >&2; return 1; }
     else
-      wait_until 10 ready_direct "${SERVER_PORT[$name]}" \
+      wait_until 10 ready_direct "$name" \
         || { echo "server $name did not answer /readyz" >&2; return 1; }
       wait_until 10 up_in_haproxy "$name" || { echo "server $name did not come back UP" >&2; return 1; }
     fi
@@ -543,7 +590,7 @@ run_mode() {
   wait "$loadgen" || { echo "loadgen failed:" >&2; cat "$WORK/loadgen-$mode.err" >&2; return 1; }
 
   echo
-  grep -v '^TOTAL\|^GOAWAY signals=' "$WORK/loadgen-$mode.out"
+  grep -v '^TOTAL\|^GOAWAY signals=\|^REFUSED ' "$WORK/loadgen-$mode.out"
   if [[ -s "$WORK/loadgen-$mode.err" ]]; then
     echo "first failures recorded (time since load start, request, outcome):"
     head -n 12 "$WORK/loadgen-$mode.err" | sed 's/^/    /'
@@ -558,16 +605,18 @@ run_mode() {
                    $col["econ"], $col["eresp"], $col["wretr"], $col["wredis"], $col["hrsp_5xx"],
                    $col["connect"], $col["reuse"] }'
   fi
-  local total detail goaway
+  local total detail goaway refused
   total=$(grep '^TOTAL' "$WORK/loadgen-$mode.out")
-  SUMMARY+=("$mode $total")
+  # The refused streams (h2, grpc): refused=.. refused_reset=.. refused_goaway=..
+  refused=$(grep '^REFUSED ' "$WORK/loadgen-$mode.out" | sed -E 's/^REFUSED streams=/refused=/; s/ (reset|goaway|goaway_after_pong)=/ refused_\1=/g' || true)
+  SUMMARY+=("$mode $total refused=$(field_of refused "$refused")")
   GOAWAY_SUMMARY+=("$mode $(grep '^GOAWAY signals=' "$WORK/loadgen-$mode.out" || true)")
   # The GOAWAY summary (h2, grpc): goaway_told=.. goaway_median_ms=.. and so on.
   goaway=$(grep '^GOAWAY signals=' "$WORK/loadgen-$mode.out" | sed -E 's/^GOAWAY //; s/signals=[^ ]* //; s/(^| )([a-z_]+=)/\1goaway_\2/g' || true)
   if [[ -n "$RESULT_FILE" ]]; then
     # The failures of the total row, by kind: the loadgen table's detail column.
     detail=$(grep -E '^total ' "$WORK/loadgen-$mode.out" | sed -E 's/^total +([0-9]+ +){7} *//')
-    echo "$mode ${total#TOTAL }${goaway:+ $goaway} bad_exits=${BAD_EXITS[$mode]:-0} detail=${detail:-none}" >> "$RESULT_FILE"
+    echo "$mode ${total#TOTAL }${goaway:+ $goaway}${refused:+ $refused} bad_exits=${BAD_EXITS[$mode]:-0} detail=${detail:-none}" >> "$RESULT_FILE"
   fi
 
   [[ -z "$NGINX_PID" ]] || nginx_stop
@@ -590,13 +639,13 @@ if [[ "$LB" == nginx ]]; then
 else
   echo "==> summary: lb-mode $LB_MODE, lb-retries $LB_RETRIES, $LOAD_DESC, $RESTARTS restarts"
 fi
-printf '%-16s %8s %8s %8s %8s %8s %8s %8s\n' mode sent ok non-2xx errors lost retried req/s
+printf '%-16s %8s %8s %8s %8s %8s %8s %8s %8s\n' mode sent ok non-2xx errors lost retried refused req/s
 status=0
 for line in "${SUMMARY[@]}"; do
-  read -r m _ sent ok non2xx errors _ retried lost _ rate <<< "$line"
+  read -r m _ sent ok non2xx errors _ retried lost _ rate refused <<< "$line"
   sent=${sent#sent=}; ok=${ok#ok=}; non2xx=${non2xx#non2xx=}; errors=${errors#errors=}
-  retried=${retried#retried=}; lost=${lost#lost=}; rate=${rate#rate=}
-  printf '%-16s %8s %8s %8s %8s %8s %8s %8s\n' "$m" "$sent" "$ok" "$non2xx" "$errors" "$lost" "$retried" "$rate"
+  retried=${retried#retried=}; lost=${lost#lost=}; rate=${rate#rate=}; refused=${refused#refused=}
+  printf '%-16s %8s %8s %8s %8s %8s %8s %8s %8s\n' "$m" "$sent" "$ok" "$non2xx" "$errors" "$lost" "$retried" "${refused:--}" "$rate"
   if drained "$m" && ((lost > 0 || sent == 0)); then status=1; fi
 done
 if [[ "$CLIENT" != h1 ]]; then

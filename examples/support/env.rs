@@ -135,7 +135,7 @@ pub fn addr(default: SocketAddr) -> Result<SocketAddr, String> {
 }
 
 /// `ADDR` as `host:port` or `unix:/path`, or `default`.
-fn listen_addr(default: SocketAddr) -> Result<Addr, String> {
+pub fn listen_addr(default: SocketAddr) -> Result<Addr, String> {
     match std::env::var("ADDR") {
         Ok(v) if v.starts_with("unix:") => {
             let path = &v["unix:".len()..];

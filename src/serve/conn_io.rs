@@ -79,17 +79,6 @@ impl<Io: AsyncRead + Unpin> AsyncRead for ConnIo<Io> {
             let n = rest.len().min(buf.remaining());
             buf.put_slice(&rest[..n]);
             self.replayed += n as u8; // at most the prefix's length
-                                      // And what follows, if it is there: hyper sizes its next reads from this one, and
-                                      // a read of 4 bytes would make it shrink its buffer.
-                                      // (Once per connection: zeroing the rest of the buffer costs nothing worth naming.)
-            if buf.remaining() > 0 {
-                let filled = buf.filled().len();
-                let mut rest = ReadBuf::new(buf.initialize_unfilled());
-                if let Poll::Ready(Ok(())) = self.io().poll_read(cx, &mut rest) {
-                    let n = rest.filled().len();
-                    buf.set_filled(filled + n);
-                }
-            }
             return Poll::Ready(Ok(()));
         }
         self.io().poll_read(cx, buf)

@@ -39,7 +39,7 @@ pub(super) const LATE_FIRST_REQUEST: Duration = Duration::from_secs(1);
 /// drain has begun, a silent connection is closed when it is this old (at once if it already
 /// is): an older one is a pre-connection or a health check's TCP connect, and waiting for it
 /// would only delay the exit.
-pub(super) const FIRST_BYTES: Duration = Duration::from_millis(20);
+pub(super) const FIRST_BYTES: Duration = Duration::from_millis(10);
 
 /// Serves one accepted connection until it closes, counted in `tracker`'s registry.
 pub(super) async fn serve_connection<Io, S>(
@@ -177,8 +177,8 @@ async fn serve_stream<Io, S>(
     let mut age_timer = pin!(Gated::new(sleep_or_never(
         options.max_connection_age.map(jittered)
     )));
-    let mut grace_timer = pin!(Gated::new(sleep_or_never(None)));
-    let mut late_timer = pin!(Gated::new(sleep_or_never(None)));
+    let mut grace_timer = pin!(sleep_or_never(None));
+    let mut late_timer = pin!(sleep_or_never(None));
     let mut idle_timer = pin!(Gated::new(idle(
         streams.as_deref(),
         options.idle_timeout.unwrap_or_default()
@@ -190,7 +190,7 @@ async fn serve_stream<Io, S>(
             _ = connection.as_mut() => break,
             () = &mut draining, if life.awaits(Event::Drain) => Event::Drain,
             () = &mut late_timer => {
-                late_timer.set(Gated::new(sleep_or_never(None)));
+                late_timer.set(sleep_or_never(None));
                 Event::LateFirstRequestDue
             }
             () = &mut announced, if life.awaits(Event::Announce) => Event::Announce,
@@ -205,7 +205,7 @@ async fn serve_stream<Io, S>(
             () = &mut age_timer => {
                 age_timer.set(Gated::new(sleep_or_never(None)));
                 if let Some(grace) = options.max_connection_age_grace {
-                    grace_timer.set(Gated::new(sleep_or_never(Some(grace))));
+                    grace_timer.set(sleep_or_never(Some(grace)));
                 }
                 Event::Aged
             }
@@ -230,7 +230,7 @@ async fn serve_stream<Io, S>(
             // Counted as told to leave when a response carries it (`Leave`).
             Action::LeaveOnNextResponse => state.leave.store(true, Ordering::Relaxed),
             Action::AwaitLateFirstRequest => {
-                late_timer.set(Gated::new(sleep_or_never(Some(LATE_FIRST_REQUEST))));
+                late_timer.set(sleep_or_never(Some(LATE_FIRST_REQUEST)));
             }
             // Nothing was served, nothing is in flight: dropped, not asked (hyper's graceful
             // shutdown would wait for a head that has started to arrive).

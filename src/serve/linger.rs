@@ -71,7 +71,8 @@ where
     };
     if still_sending {
         // Over TLS, the peer's records are discarded unread: nothing more is served.
-        let mut discard = [0; 4096];
+        // On the heap, only here: in the task's future it would cost every connection 4 KiB.
+        let mut discard = vec![0; 4096];
         let _ = tokio::time::timeout(LINGER, async {
             while let Ok(n) = stream.read(&mut discard).await {
                 if n == 0 {

@@ -279,6 +279,11 @@ impl<L: Listener> Listener for Inherited<L> {
     type Addr = L::Addr;
 
     fn accept(&mut self) -> impl Future<Output = io::Result<(L::Io, L::Addr)>> + Send {
+        // `O_NONBLOCK` belongs to the socket, which every holder shares: a process that starts
+        // on it with a blocking socket (systemd clears the flag for each new instance unless
+        // `NonBlocking=yes`) would make this process's next `accept` block its runtime thread,
+        // and the process would never exit. Set it again before each accept.
+        keep_nonblocking(&self.inner);
         self.inner.accept()
     }
 
@@ -287,6 +292,18 @@ impl<L: Listener> Listener for Inherited<L> {
     }
 
     // The default: the queue stays with the socket's other holders.
+}
+
+/// Sets `O_NONBLOCK` on `listener`'s socket, if it is one of tokio's listeners.
+fn keep_nonblocking<L: 'static>(listener: &L) {
+    let listener = listener as &dyn std::any::Any;
+    if let Some(tcp) = listener.downcast_ref::<TcpListener>() {
+        let _ = socket2::SockRef::from(tcp).set_nonblocking(true);
+    }
+    #[cfg(unix)]
+    if let Some(unix) = listener.downcast_ref::<UnixListener>() {
+        let _ = socket2::SockRef::from(unix).set_nonblocking(true);
+    }
 }
 
 /// How long the accept loop waits after an error before accepting again: errors such as
@@ -334,6 +351,40 @@ mod tests {
             assert_eq!(cred.pid(), Some(std::process::id() as i32));
         }
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_inherited_socket_made_blocking_by_another_holder_never_blocks_the_runtime() {
+        use std::time::Instant;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = TcpListener::local_addr(&listener).unwrap();
+        let other = listener.into_std().unwrap(); // the next generation's copy
+        let mut inherited =
+            Inherited::new(TcpListener::from_std(other.try_clone().unwrap()).unwrap());
+        // Waiting: tokio registers its interest.
+        let waited = tokio::time::timeout(Duration::from_millis(10), inherited.accept()).await;
+        assert!(waited.is_err());
+        // A connection the reactor sees, then the other holder takes, with the socket made
+        // blocking (systemd starting the next instance clears O_NONBLOCK for every holder).
+        let _client = std::net::TcpStream::connect(addr).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        other.set_nonblocking(false).unwrap();
+        other.accept().unwrap();
+        // A blocking accept would hold this thread until the next connection: the one made
+        // here after 2 s, so that a regression fails instead of hanging.
+        let rescue = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(2));
+            std::net::TcpStream::connect(addr)
+        });
+        let started = Instant::now();
+        let accepted = tokio::time::timeout(Duration::from_millis(300), inherited.accept()).await;
+        assert!(accepted.is_err(), "nothing to accept: still waiting");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "the accept blocked the runtime's thread for {:?}",
+            started.elapsed()
+        );
+        drop(rescue);
     }
 
     #[tokio::test(flavor = "current_thread")]

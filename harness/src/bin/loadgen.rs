@@ -11,7 +11,7 @@
 //!   resends only a request hyper hands back unsent (the connection had already closed).
 //! - `h2`: long-lived HTTP/2 prior-knowledge connections with `--streams` concurrent streams
 //!   each; reconnects after `GOAWAY` and retries only `REFUSED_STREAM` and streams above the
-//!   `GOAWAY`'s last-stream-id, like gRPC's transparent retry.
+//!   `GOAWAY`'s last-stream-id, once, on a new connection, like gRPC's transparent retry.
 //! - `grpc`: tonic channels with `--streams` concurrent callers each, calling `demo.Echo`
 //!   (`examples/support/echo.rs`) with no retry policy, like a tonic client as shipped.
 //!
@@ -36,7 +36,12 @@
 //! `GOAWAY` frames (`harness/src/load/goaway.rs`): after the table, one row per `signal`
 //! gives how many connections were told to go away and how long after `SIGTERM` (min, median,
 //! max), then `GOAWAY told=.. min_ms=.. median_ms=.. max_ms=.. final_median_ms=.. untold=..
-//! later=..` for all signals. The last line of output is machine-readable:
+//! later=..` for all signals, and `REFUSED streams=.. reset=.. goaway=.. goaway_after_pong=..`:
+//! the streams the other side refused over the whole run (`RST_STREAM` with `REFUSED_STREAM`,
+//! or opened above a `GOAWAY`'s last-stream-id; of those, the ones the client wrote after its
+//! acknowledgement of the server's shutdown `PING`), counted on the wire whether the client
+//! retried them or not.
+//! The last line of output is machine-readable:
 //! `TOTAL sent=.. ok=.. non2xx=.. errors=.. unsent=.. retried=.. lost=.. secs=.. rate=..`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,11 +71,13 @@ struct Options {
     pause: Option<Duration>,
     timeout: Duration,
     label: String,
+    /// `--client-retry`: gRPC channels behind `TransparentRetryLayer`.
+    retry: Option<tower_drain::client::TransparentRetryLayer>,
 }
 
 fn usage() -> String {
     "usage: loadgen --target HOST:PORT [--client h1|h2|grpc] [--load mixed|fast] [--connections N] \
-     [--streams N] [--pause-ms MS] [--timeout-ms MS] [--label TEXT]"
+     [--streams N] [--pause-ms MS] [--timeout-ms MS] [--label TEXT] [--client-retry]"
         .into()
 }
 
@@ -84,6 +91,7 @@ fn parse_args() -> Result<Options, String> {
         pause: None,
         timeout: Duration::from_secs(10),
         label: "run".into(),
+        retry: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -117,12 +125,18 @@ fn parse_args() -> Result<Options, String> {
             "--pause-ms" => opts.pause = Some(Duration::from_millis(number(value()?)?)),
             "--timeout-ms" => opts.timeout = Duration::from_millis(number(value()?)?.max(1)),
             "--label" => opts.label = value()?,
+            "--client-retry" => {
+                opts.retry = Some(tower_drain::client::TransparentRetryLayer::default())
+            }
             "-h" | "--help" => return Err(usage()),
             other => return Err(format!("unknown argument {other:?}\n{}", usage())),
         }
     }
     if opts.target.is_empty() {
         return Err(usage());
+    }
+    if opts.retry.is_some() && opts.client != ClientKind::Grpc {
+        return Err("--client-retry wraps gRPC channels: use it with --client grpc".into());
     }
     if opts.client == ClientKind::H1 && opts.streams.is_some_and(|s| s > 1) {
         return Err("--client h1 sends one request at a time per connection: no --streams".into());
@@ -160,7 +174,11 @@ fn spawn_workers(
     for c in 0..connections {
         let h2_connection = load::http2::Connection::new(&opts.target, &ctx.goaways);
         let channel = match opts.client {
-            ClientKind::Grpc => Some(load::grpc::channel(&opts.target, &ctx.goaways)?),
+            ClientKind::Grpc => Some(load::grpc::channel(
+                &opts.target,
+                &ctx.goaways,
+                opts.retry.as_ref(),
+            )?),
             _ => None,
         };
         for s in 0..streams {
@@ -271,6 +289,17 @@ async fn main() -> std::process::ExitCode {
     print!("{table}");
     if opts.client != ClientKind::H1 {
         print!("{}", ctx.goaways.report());
+        let refused = ctx.goaways.refused();
+        println!(
+            "REFUSED streams={} reset={} goaway={} goaway_after_pong={}",
+            refused.total(),
+            refused.reset,
+            refused.goaway,
+            refused.goaway_after_pong
+        );
+    }
+    if let Some(layer) = &opts.retry {
+        println!("CLIENT-RETRY {:?}", layer.stats());
     }
     println!(
         "TOTAL sent={} ok={} non2xx={} errors={} unsent={} retried={} lost={} secs={secs:.1} rate={:.0}",

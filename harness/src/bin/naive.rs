@@ -4,8 +4,9 @@
 //! Same interface as the `axum` example, so `scripts/rolling-restart.sh` can swap one for the
 //! other:
 //!
-//! - listens on `ADDR` (default `127.0.0.1:3000`, port 0 allowed) and prints
-//!   `listening on <bound address>` once it accepts;
+//! - listens on `ADDR` (default `127.0.0.1:3000`, port 0 allowed), or on a Unix domain socket
+//!   with `ADDR=unix:/path/to.sock`, and prints `listening on <bound address>` (`listening on
+//!   unix:/path/to.sock`) once it accepts;
 //! - `GET /`, `GET /slow?ms=N`, `GET /stream?chunks=N&ms=M`, `GET /bytes?n=N` (see
 //!   `examples/support/routes.rs`);
 //! - `GET /readyz` and `GET /livez` answer `200` always, like a typical hand-written health
@@ -27,15 +28,19 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use axum::routing::get;
+use axum::serve::Listener;
+use axum::Router;
 use plain::Mode;
+use tokio::net::UnixListener;
 
+use tower_drain_harness::env::Addr;
 use tower_drain_harness::{env, plain, routes};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let (mode, addr) = match (
         plain::mode_from_env(),
-        env::addr(SocketAddr::from(([127, 0, 0, 1], 3000))),
+        env::listen_addr(SocketAddr::from(([127, 0, 0, 1], 3000))),
     ) {
         (Ok(mode), Ok(addr)) => (mode, addr),
         (Err(e), _) | (_, Err(e)) => {
@@ -46,13 +51,40 @@ async fn main() -> ExitCode {
     let app = routes::routes()
         .route("/readyz", get(|| async { "ok\n" }))
         .route("/livez", get(|| async { "ok\n" }));
-    let listener = match plain::listen(addr).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!("naive: {e}");
-            return ExitCode::FAILURE;
+    let result = match addr {
+        Addr::Tcp(addr) => match plain::listen(addr).await {
+            Ok(listener) => serve(listener, app, mode).await,
+            Err(e) => Err(e),
+        },
+        Addr::Unix(path) => {
+            let _ = std::fs::remove_file(&path); // left by a previous run
+            match UnixListener::bind(&path) {
+                Ok(listener) => {
+                    println!("listening on unix:{}", path.display());
+                    serve(listener, app, mode).await
+                }
+                Err(e) => Err(format!("cannot listen on unix:{}: {e}", path.display())),
+            }
         }
     };
+    match result {
+        Ok(()) => {
+            println!("naive ({mode:?}): shut down");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("naive: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `SIGTERM` (or Ctrl-C), then as `mode` says.
+async fn serve<L>(listener: L, app: Router, mode: Mode) -> Result<(), String>
+where
+    L: Listener,
+    L::Addr: std::fmt::Debug,
+{
     let server = axum::serve(listener, app);
     let result = match mode {
         Mode::Graceful => {
@@ -71,14 +103,5 @@ async fn main() -> ExitCode {
             }
         }
     };
-    match result {
-        Ok(()) => {
-            println!("naive ({mode:?}): shut down");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("naive: server error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    result.map_err(|e| format!("server error: {e}"))
 }

@@ -8,6 +8,10 @@
 //! call that does not end with `OK` and the expected messages is lost, counted by its gRPC code
 //! and message (for example `Unavailable: service is shutting down..` from the drain layer, or
 //! `Cancelled`/`Unavailable` with "operation was canceled" from tonic's own client).
+//!
+//! With `--client-retry`, every channel sits behind one `tower_drain::client::
+//! TransparentRetryLayer` (and its connector behind `PrefaceConnector`): calls the server never
+//! processed are retried, and the layer's counts are printed at the end.
 
 use std::sync::Arc;
 
@@ -16,6 +20,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Request, Status};
+use tower::util::Either;
+use tower::Layer;
+use tower_drain::client::{PrefaceConnector, TransparentRetry, TransparentRetryLayer};
 
 use crate::echo;
 
@@ -26,7 +33,13 @@ use super::{Client, Ctx, Job};
 /// A lazily connected channel to `target`, to share between callers. Its connections read
 /// through [`Watched`], which times the server's `GOAWAY` frames: tonic's own connector
 /// (`connect_lazy`) with the same TCP setting it applies by default (`TCP_NODELAY`).
-pub fn channel(target: &str, goaways: &Arc<Log>) -> Result<Channel, String> {
+///
+/// With `retry`, the connector is behind `PrefaceConnector` and the channel behind the layer.
+pub fn channel(
+    target: &str,
+    goaways: &Arc<Log>,
+    retry: Option<&TransparentRetryLayer>,
+) -> Result<GrpcChannel, String> {
     let endpoint = Endpoint::from_shared(format!("http://{target}"))
         .map_err(|e| format!("bad target {target:?}: {e}"))?;
     let (target, goaways) = (target.to_string(), Arc::clone(goaways));
@@ -38,16 +51,24 @@ pub fn channel(target: &str, goaways: &Arc<Log>) -> Result<Channel, String> {
             Ok::<_, std::io::Error>(TokioIo::new(Watched::new(tcp, &goaways)))
         }
     });
-    Ok(endpoint.connect_with_connector_lazy(connector))
+    Ok(match retry {
+        None => Either::Left(endpoint.connect_with_connector_lazy(connector)),
+        Some(layer) => Either::Right(
+            layer.layer(endpoint.connect_with_connector_lazy(PrefaceConnector::new(connector))),
+        ),
+    })
 }
+
+/// A channel, bare or behind the transparent retry layer.
+pub type GrpcChannel = Either<Channel, TransparentRetry<Channel>>;
 
 /// One caller on a shared channel.
 pub struct Grpc {
-    client: tonic::client::Grpc<Channel>,
+    client: tonic::client::Grpc<GrpcChannel>,
 }
 
 impl Grpc {
-    pub fn new(channel: Channel) -> Self {
+    pub fn new(channel: GrpcChannel) -> Self {
         Grpc {
             client: tonic::client::Grpc::new(channel),
         }

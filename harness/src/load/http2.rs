@@ -2,7 +2,8 @@
 //! concurrent streams each, on the `h2` crate directly so that every error is seen exactly.
 //!
 //! A client retries **only** what the protocol proves was not processed, as gRPC's
-//! transparent retry does (gRFC A6) and hyper-util's pooled client does:
+//! transparent retry does (gRFC A6) and hyper-util's pooled client does, and a refused stream
+//! only **once**, on a new connection:
 //!
 //! - a stream reset by the server with `REFUSED_STREAM` (RFC 9113 §8.7);
 //! - a stream above the last-stream-id of the server's `GOAWAY` (RFC 9113 §6.8). `h2` fails
@@ -11,10 +12,13 @@
 //!   the last id run on, and if the connection then ends under them they fail with an I/O
 //!   error, which is counted as lost.
 //!
-//! Both are counted under `retried` by reason. A request that could not even be opened because
+//! Both are refusals. The first is retried on a new connection (the first stream to notice a
+//! refusal replaces the connection for all its streams) and counted under `retried` by reason;
+//! a request refused again there is lost (`refused twice`): behind a balancer that still routes
+//! to a draining server, the new connection can land on it again. Every refusal, retried or
+//! lost, is also counted on the wire ([`super::goaway`]: `refused` in the report). A request that could not even be opened because
 //! the connection was already going away or gone (`ready`/`send_request` failed) never reached
-//! the network: it is sent on a new connection and counted under `unsent`. After a `GOAWAY`
-//! the first stream to notice opens a new connection for all the connection's streams.
+//! the network: it is sent on a new connection and counted under `unsent`, not as a refusal.
 //!
 //! Like gRPC clients, a new connection carries streams only once the server's preface (its
 //! first frame, `SETTINGS`) has arrived, within [`PREFACE_TIMEOUT`]. Behind a TCP load balancer
@@ -44,8 +48,11 @@ use super::goaway::{Log, Watched};
 use super::stats::{describe, Outcome};
 use super::{Client, Ctx, Job};
 
-/// Attempts of one request before giving up (each one proven unprocessed or never sent).
+/// Attempts of one request before giving up (each one refused or never sent).
 const MAX_ATTEMPTS: usize = 10;
+
+/// Refusals a request survives: one retry on a new connection, as gRPC's transparent retry.
+const MAX_REFUSALS: usize = 1;
 
 /// How long a new connection may take to deliver the server's preface.
 pub const PREFACE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -166,6 +173,7 @@ pub struct Http2 {
 impl Client for Http2 {
     async fn call(&mut self, ctx: &Ctx, job: Job) -> Outcome {
         let uri = format!("http://{}{}", ctx.target, job.path());
+        let mut refusals = 0;
         for _ in 0..MAX_ATTEMPTS {
             let (generation, sender) = match self.connection.sender().await {
                 Ok(s) => s,
@@ -193,16 +201,19 @@ impl Client for Http2 {
                 Ok(response) => return read(response, &job.expected()).await,
                 Err(e) => match unprocessed(&e) {
                     Some(reason) => {
-                        if e.is_go_away() {
-                            self.connection.replace(generation).await;
+                        refusals += 1;
+                        if refusals > MAX_REFUSALS {
+                            let message = format!("{reason} again on a new connection");
+                            return Outcome::Failed("refused twice".into(), message);
                         }
                         ctx.retried(reason);
+                        self.connection.replace(generation).await;
                     }
                     None => return Outcome::Failed(kind(&e), describe(&e)),
                 },
             }
         }
-        let message = format!("{MAX_ATTEMPTS} attempts, none processed");
+        let message = format!("{MAX_ATTEMPTS} attempts, none sent");
         Outcome::Failed("gave up".into(), message)
     }
 }
