@@ -27,6 +27,17 @@
 //! socket instead of binding `ADDR`, and at the drain leaves the connections queued on it to
 //! the next generation (`docs/single-host.md`). `TCP_NODELAY=1` (default) or `0` sets that
 //! option on every connection, for either server.
+//!
+//! TLS: `TLS_CERT` and `TLS_KEY` (PEM files: the certificate chain, the private key) make the
+//! default server (`SERVER=serve`) serve HTTPS, HTTP/2 or HTTP/1.1 as ALPN chooses, on any of
+//! the sockets above (needs the feature `rustls`, which `--all-features` turns on):
+//!
+//! ```sh
+//! openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+//!     -subj /CN=localhost -addext subjectAltName=DNS:localhost -keyout key.pem -out cert.pem
+//! TLS_CERT=cert.pem TLS_KEY=key.pem cargo run --all-features --example axum
+//! curl --cacert cert.pem https://localhost:3000/
+//! ```
 
 #[path = "support/env.rs"]
 mod env;
@@ -47,15 +58,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::{IncomingStream, ListenerExt as _};
 use axum::Extension;
+use std::path::PathBuf;
 use tokio::net::{TcpStream, UnixListener};
 use tower_drain::serve::{Inherited, UnixPeer};
-use tower_drain::{BoxError, DrainLayer, Shutdown, ShutdownReport};
+use tower_drain::{BoxError, DrainLayer, Serve, Shutdown, ShutdownReport};
 
 #[tokio::main]
 async fn main() -> Result<ShutdownReport, BoxError> {
     env::init_tracing(); // the shutdown logs its phases and its report
     let settings = env::Settings::from_env(3000);
     let server = env::server("axum");
+    let tls_files = env::tls_files(server); // TLS_CERT and TLS_KEY
 
     let drain = DrainLayer::default()
         .readiness_path("/readyz")
@@ -122,7 +135,10 @@ async fn main() -> Result<ShutdownReport, BoxError> {
             // Accepts until the drain, then leaves the queue to the next generation.
             env::Server::Serve => shutdown.spawn_server(
                 "http",
-                tower_drain::serve(listener, &drain, app).tcp_nodelay(nodelay),
+                tls(
+                    tower_drain::serve(listener, &drain, app).tcp_nodelay(nodelay),
+                    &tls_files,
+                )?,
             ),
             env::Server::Framework => {
                 let listener = listener
@@ -141,7 +157,10 @@ async fn main() -> Result<ShutdownReport, BoxError> {
                 match server {
                     env::Server::Serve => shutdown.spawn_server(
                         "http",
-                        tower_drain::serve(listener, &drain, app).tcp_nodelay(nodelay),
+                        tls(
+                            tower_drain::serve(listener, &drain, app).tcp_nodelay(nodelay),
+                            &tls_files,
+                        )?,
                     ),
                     env::Server::Framework => {
                         // The same socket options as `serve`'s: like is compared with like.
@@ -158,9 +177,10 @@ async fn main() -> Result<ShutdownReport, BoxError> {
                 println!("listening on unix:{}", path.display());
                 let app = app.into_make_service_with_connect_info::<UnixPeerInfo>();
                 match server {
-                    env::Server::Serve => {
-                        shutdown.spawn_server("http", tower_drain::serve(listener, &drain, app))
-                    }
+                    env::Server::Serve => shutdown.spawn_server(
+                        "http",
+                        tls(tower_drain::serve(listener, &drain, app), &tls_files)?,
+                    ),
                     env::Server::Framework => {
                         let server =
                             axum::serve(listener, app).with_graceful_shutdown(drain_begins);
@@ -172,6 +192,31 @@ async fn main() -> Result<ShutdownReport, BoxError> {
     }
 
     Ok(shutdown.run().await) // logs the report; main exits with its code
+}
+
+/// With `TLS_CERT` and `TLS_KEY`, `serve` terminates TLS with those files.
+#[cfg(feature = "rustls")]
+fn tls<L, M, K>(
+    serve: Serve<L, M, K>,
+    files: &Option<(PathBuf, PathBuf)>,
+) -> Result<Serve<L, M, K>, BoxError> {
+    Ok(match files {
+        Some((cert, key)) => serve.tls(tower_drain::serve::tls::TlsConfig::from_pem_files(
+            cert, key,
+        )?),
+        None => serve,
+    })
+}
+
+#[cfg(not(feature = "rustls"))]
+fn tls<L, M, K>(
+    serve: Serve<L, M, K>,
+    files: &Option<(PathBuf, PathBuf)>,
+) -> Result<Serve<L, M, K>, BoxError> {
+    match files {
+        Some(_) => Err("TLS_CERT and TLS_KEY need the feature `rustls`".into()),
+        None => Ok(serve),
+    }
 }
 
 /// Stands in for a database pool: a query after `close` is a bug, and is logged.

@@ -26,18 +26,23 @@
 //!   layer closes admission only after the server has closed its connections.
 //! - A health `Watch` stream never ends by itself: it keeps its connection open until the drain
 //!   deadline, and the report says the server was cut. Kubernetes' gRPC probes use `Check`.
+//! - TLS: `TLS_CERT` and `TLS_KEY` (PEM files: the certificate chain, the private key) make the
+//!   default server (`SERVER=serve`) serve gRPC over TLS (ALPN `h2`; needs the feature
+//!   `rustls`, which `--all-features` turns on):
+//!   `grpcurl -cacert cert.pem localhost:50051 grpc.health.v1.Health/Check`.
 
 #[path = "support/echo.rs"]
 mod echo;
 #[path = "support/env.rs"]
 mod env;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
-use tower_drain::{BoxError, DrainLayer, Shutdown, ShutdownReport};
+use tower_drain::{BoxError, DrainLayer, Serve, Shutdown, ShutdownReport};
 use tower_layer::Layer as _;
 
 #[tokio::main]
@@ -45,6 +50,7 @@ async fn main() -> Result<ShutdownReport, BoxError> {
     env::init_tracing(); // the shutdown logs its phases and its report
     let settings = env::Settings::from_env(50051);
     let server = env::server("tonic");
+    let tls_files = env::tls_files(server); // TLS_CERT and TLS_KEY
 
     let drain = DrainLayer::default()
         // Readiness for HTTP/2 health checks (HAProxy): 503 from the start of the shutdown.
@@ -82,7 +88,8 @@ async fn main() -> Result<ShutdownReport, BoxError> {
         env::Server::Serve => {
             let routes = Routes::new(health).add_service(echo::EchoServer);
             let service = drain.layer(routes);
-            shutdown.spawn_server("grpc", tower_drain::serve(listener, &drain, service))
+            let serve = tls(tower_drain::serve(listener, &drain, service), &tls_files)?;
+            shutdown.spawn_server("grpc", serve)
         }
         env::Server::Framework => {
             let drain_begins = drain.token().clone().cancelled_owned();
@@ -96,4 +103,29 @@ async fn main() -> Result<ShutdownReport, BoxError> {
     };
 
     Ok(shutdown.run().await) // logs the report; main exits with its code
+}
+
+/// With `TLS_CERT` and `TLS_KEY`, `serve` terminates TLS with those files.
+#[cfg(feature = "rustls")]
+fn tls<L, M, K>(
+    serve: Serve<L, M, K>,
+    files: &Option<(PathBuf, PathBuf)>,
+) -> Result<Serve<L, M, K>, BoxError> {
+    Ok(match files {
+        Some((cert, key)) => serve.tls(tower_drain::serve::tls::TlsConfig::from_pem_files(
+            cert, key,
+        )?),
+        None => serve,
+    })
+}
+
+#[cfg(not(feature = "rustls"))]
+fn tls<L, M, K>(
+    serve: Serve<L, M, K>,
+    files: &Option<(PathBuf, PathBuf)>,
+) -> Result<Serve<L, M, K>, BoxError> {
+    match files {
+        Some(_) => Err("TLS_CERT and TLS_KEY need the feature `rustls`".into()),
+        None => Ok(serve),
+    }
 }

@@ -92,6 +92,27 @@ pub fn server(framework: &str) -> Server {
     }
 }
 
+/// `TLS_CERT` and `TLS_KEY`: the PEM files (certificate chain, private key) to serve TLS with,
+/// both or neither, served by the default server (`SERVER=serve`) only; exits with code 2 and a
+/// message otherwise.
+#[allow(dead_code)] // used by the examples that serve TLS (axum, tonic)
+pub fn tls_files(server: Server) -> Option<(PathBuf, PathBuf)> {
+    let path = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let files = match (path("TLS_CERT"), path("TLS_KEY")) {
+        (Some(cert), Some(key)) => (cert, key),
+        (None, None) => return None,
+        _ => exit_bad_setting("TLS_CERT and TLS_KEY go together: set both or neither"),
+    };
+    if server != Server::Serve {
+        exit_bad_setting("TLS_CERT and TLS_KEY are served by SERVER=serve only");
+    }
+    Some(files)
+}
+
 /// Logs to stderr, `RUST_LOG` or `info`, with colours only on a terminal.
 pub fn init_tracing() {
     tracing_subscriber::fmt()

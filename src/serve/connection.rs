@@ -26,23 +26,24 @@ use super::options::{Builders, Options};
 use super::protocol::{detect, Prefix, Protocol};
 use super::service::HttpService;
 use super::state::ConnState;
+use crate::connections::ConnectionGuard;
 use crate::tracker::ConnectionTracker;
 use crate::BoxError;
 
 /// How long, once the drain has begun, an HTTP/1.x connection whose first request has started
 /// to arrive is given to finish sending it, before it is closed.
-const LATE_FIRST_REQUEST: Duration = Duration::from_secs(1);
+pub(super) const LATE_FIRST_REQUEST: Duration = Duration::from_secs(1);
 
 /// How long after its accept a connection that has sent nothing may still have its first bytes
 /// on the wire: a load balancer writes its request as soon as its connect completes. Once the
 /// drain has begun, a silent connection is closed when it is this old (at once if it already
 /// is): an older one is a pre-connection or a health check's TCP connect, and waiting for it
 /// would only delay the exit.
-const FIRST_BYTES: Duration = Duration::from_millis(10);
+pub(super) const FIRST_BYTES: Duration = Duration::from_millis(10);
 
 /// Serves one accepted connection until it closes, counted in `tracker`'s registry.
 pub(super) async fn serve_connection<Io, S>(
-    mut io: Io,
+    io: Io,
     peer: Option<SocketAddr>,
     service: impl Future<Output = Result<S, BoxError>>,
     tracker: ConnectionTracker,
@@ -53,18 +54,94 @@ pub(super) async fn serve_connection<Io, S>(
     S: HttpService,
 {
     let accepted = Instant::now();
-    let guard = tracker.registry().open(peer);
-    let during_notice = !tracker.is_ready();
+    let opened = Opened {
+        guard: tracker.registry().open(peer),
+        during_notice: !tracker.is_ready(),
+        first_request_deadline: accepted + options.header_read_timeout,
+        speaks_from: accepted,
+        first_bytes_grace: FIRST_BYTES,
+        alpn: None,
+    };
     configure_tcp(&io, &options);
+    #[cfg(feature = "rustls")]
+    if let Some(config) = &options.tls {
+        use super::tls::{handshake, negotiated, PeerCertificates, WithPeerCertificates};
+        let deadline = opened.first_request_deadline;
+        let Some(stream) = handshake(io, config, &tracker, deadline, accepted).await else {
+            // Failed, stalled, or cut by the drain: never served.
+            opened.guard.finished();
+            return;
+        };
+        let certs = PeerCertificates::of(stream.get_ref().1.peer_certificates());
+        let opened = Opened {
+            // The client writes its first request once its handshake is done.
+            speaks_from: Instant::now(),
+            // In its handshake when the drain began: a client connecting, not a
+            // pre-connection; its first request is given the time of one on the wire.
+            first_bytes_grace: if tracker.is_draining() {
+                LATE_FIRST_REQUEST
+            } else {
+                FIRST_BYTES
+            },
+            alpn: negotiated(&stream),
+            ..opened
+        };
+        let service = async move {
+            let service = service.await?;
+            Ok(WithPeerCertificates::new(service, certs))
+        };
+        serve_stream(stream, opened, service, tracker, builders, options).await;
+        return;
+    }
+    serve_stream(io, opened, service, tracker, builders, options).await;
+}
+
+/// A connection as its task first sees it, before its protocol is known.
+struct Opened {
+    guard: ConnectionGuard,
+    /// Accepted during the notice period.
+    during_notice: bool,
+    /// The header read timeout's end for the first request (counted from the accept).
+    first_request_deadline: Instant,
+    /// When the client can start sending requests: the accept, or the end of the TLS handshake.
+    speaks_from: Instant,
+    /// Once the drain has begun, how long after `speaks_from` a silent connection is kept.
+    first_bytes_grace: Duration,
+    /// The protocol the TLS handshake chose (ALPN), if any.
+    alpn: Option<Protocol>,
+}
+
+/// Serves a connection (its TLS handshake done, if any) until it closes.
+async fn serve_stream<Io, S>(
+    mut io: Io,
+    opened: Opened,
+    service: impl Future<Output = Result<S, BoxError>>,
+    tracker: ConnectionTracker,
+    builders: Arc<Builders>,
+    options: Arc<Options>,
+) where
+    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: HttpService,
+{
+    let Opened {
+        guard,
+        during_notice,
+        first_request_deadline,
+        speaks_from,
+        first_bytes_grace,
+        alpn,
+    } = opened;
     let mut prefix = Prefix::default();
     let protocol = detect_protocol(
         &mut io,
         &mut prefix,
         &tracker,
-        options.header_read_timeout,
-        accepted,
+        first_request_deadline,
+        speaks_from + first_bytes_grace,
     )
-    .await;
+    .await
+    // Bytes that contradict the protocol ALPN chose: a connection error (RFC 7301 §3.2).
+    .filter(|detected| alpn.map_or(true, |alpn| alpn == *detected));
     // The app's service for this connection (a clone, or what its make service made).
     let service = match protocol {
         Some(_) => service.await.ok(),
@@ -95,8 +172,7 @@ pub(super) async fn serve_connection<Io, S>(
     // HTTP/1.x: the header read timeout bounds the first request's head (hyper's own would
     // allocate a timer for every request). An HTTP/2 client said its preface in time; it may
     // open its first stream much later (a gRPC channel connects ahead of its first call).
-    let first_request_deadline =
-        (protocol == Protocol::Http1).then(|| accepted + options.header_read_timeout);
+    let first_request_deadline = (protocol == Protocol::Http1).then_some(first_request_deadline);
     let mut first_request_timer = pin!(Gated::new(sleep_until_or_never(first_request_deadline)));
     let mut age_timer = pin!(Gated::new(sleep_or_never(
         options.max_connection_age.map(jittered)
@@ -197,23 +273,35 @@ fn configure_tcp<Io: 'static>(io: &Io, options: &Options) {
 ///
 /// A client that says nothing within the header read timeout is closed: it was never served
 /// (the timeout then goes on bounding its first request's headers, in the task). Once
-/// the drain has begun, a silent connection is closed once it is [`FIRST_BYTES`] old.
+/// the drain has begun, a silent connection is closed at `silent_until`: [`FIRST_BYTES`] after
+/// it could speak (its accept, or the end of its TLS handshake), or [`LATE_FIRST_REQUEST`]
+/// after a TLS handshake that ended during the drain.
 async fn detect_protocol<Io: AsyncRead + Unpin>(
     io: &mut Io,
     prefix: &mut Prefix,
     tracker: &ConnectionTracker,
-    header_read_timeout: Duration,
-    accepted: Instant,
+    deadline: Instant,
+    silent_until: Instant,
 ) -> Option<Protocol> {
+    // Biased: bytes that have come win over the drain's close.
     tokio::select! {
-        detected = tokio::time::timeout(header_read_timeout, detect(io, prefix)) => {
+        biased;
+        detected = tokio::time::timeout_at(deadline, detect(io, prefix)) => {
             detected.ok().and_then(Result::ok).flatten()
         }
-        () = async {
-            tracker.draining().await;
-            tokio::time::sleep_until(accepted + FIRST_BYTES).await;
-        } => None,
+        () = silent_at_drain(tracker, silent_until) => None,
     }
+}
+
+/// Completes at `at` once the drain has begun: a connection that has said nothing by then is
+/// closed. It yields to the runtime once before completing, so that bytes already in the
+/// kernel but not yet reported by the reactor (it runs after the drain's wake-up) are seen
+/// first: the callers' `select!` polls their read before it.
+pub(super) async fn silent_at_drain(tracker: &ConnectionTracker, at: Instant) {
+    tracker.draining().await;
+    tokio::time::sleep_until(at).await;
+    // Deferred until the worker has polled the I/O driver.
+    tokio::task::yield_now().await;
 }
 
 /// `age`, give or take 10 % at random (gRFC A9), so that connections opened together do not

@@ -11,7 +11,8 @@
 //! the `GOAWAY`), so HTTP/2 connections always linger. An HTTP/1.x connection closed right
 //! after a response lingers if the peer is still sending ([`QUIET`]); one closed idle (nothing
 //! written since it was told to leave) only if bytes from the peer wait unread. Only TCP
-//! lingers: other streams are shut down and dropped.
+//! lingers (TLS over TCP too, on the socket underneath once `close_notify` is sent): other
+//! streams are shut down and dropped.
 
 use std::any::Any;
 use std::time::Duration;
@@ -42,14 +43,16 @@ pub(super) enum Linger {
     Never,
 }
 
-/// Sends FIN (again, if hyper already did), then, on TCP and as `linger` says, reads and
+/// Sends FIN (again, if hyper already did; over TLS, `close_notify` first), then, on TCP and as `linger` says, reads and
 /// discards until the peer closes, fails, or [`LINGER`] has passed.
 pub(super) async fn close<Io>(mut io: Io, linger: Linger)
 where
     Io: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    let _ = io.shutdown().await;
-    let Some(stream) = (&mut io as &mut dyn Any).downcast_mut::<TcpStream>() else {
+    // Over TLS, `close_notify` must be written first: bounded, for a peer that reads nothing
+    // (over plain TCP the FIN never waits).
+    let _ = tokio::time::timeout(LINGER, io.shutdown()).await;
+    let Some(stream) = tcp(&mut io) else {
         return;
     };
     let still_sending = match linger {
@@ -67,6 +70,7 @@ where
         Linger::Never => false,
     };
     if still_sending {
+        // Over TLS, the peer's records are discarded unread: nothing more is served.
         // On the heap, only here: in the task's future it would cost every connection 4 KiB.
         let mut discard = vec![0; 4096];
         let _ = tokio::time::timeout(LINGER, async {
@@ -78,4 +82,14 @@ where
         })
         .await;
     }
+}
+
+/// The TCP socket of `io`: itself, or the one under its TLS.
+fn tcp(io: &mut dyn Any) -> Option<&mut TcpStream> {
+    #[cfg(feature = "rustls")]
+    if io.is::<tokio_rustls::server::TlsStream<TcpStream>>() {
+        let tls = io.downcast_mut::<tokio_rustls::server::TlsStream<TcpStream>>()?;
+        return Some(tls.get_mut().0);
+    }
+    io.downcast_mut::<TcpStream>()
 }

@@ -45,6 +45,9 @@
 //!   and is named in the report if cut; handlers see the drain begin through
 //!   [`DrainLayer::token`](crate::DrainLayer::token).
 //! - **Settings** ([`Serve`]'s methods, defaults in its docs), `TCP_NODELAY` included.
+//! - **TLS** (feature `rustls`): [`Serve::tls`] takes the rustls `ServerConfig` you gave
+//!   axum-server or tonic; ALPN chooses HTTP/2 or HTTP/1.1, certificates reload without a
+//!   restart, and a connection in its handshake at the drain is served (see `serve::tls`).
 //!
 //! ```
 //! use std::net::SocketAddr;
@@ -156,6 +159,9 @@ mod service;
 mod settings;
 mod state;
 mod tap;
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub mod tls;
 #[cfg(feature = "tonic")]
 mod tonic;
 

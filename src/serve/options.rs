@@ -42,6 +42,8 @@ pub(super) struct Options {
     pub(super) http1_max_buf_size: usize,
     pub(super) idle_timeout: Option<Duration>,
     pub(super) max_connections: Option<usize>,
+    #[cfg(feature = "rustls")]
+    pub(super) tls: Option<super::tls::TlsConfig>,
 }
 
 impl Default for Options {
@@ -65,6 +67,8 @@ impl Default for Options {
             http1_max_buf_size: DEFAULT_HTTP1_MAX_BUF_SIZE,
             idle_timeout: None,
             max_connections: None,
+            #[cfg(feature = "rustls")]
+            tls: None,
         }
     }
 }
