@@ -43,6 +43,8 @@
 mod env;
 #[path = "support/routes.rs"]
 mod routes;
+#[path = "support/tls.rs"]
+mod tls;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -58,10 +60,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::{IncomingStream, ListenerExt as _};
 use axum::Extension;
-use std::path::PathBuf;
 use tokio::net::{TcpStream, UnixListener};
 use tower_drain::serve::{Inherited, UnixPeer};
-use tower_drain::{BoxError, DrainLayer, Serve, Shutdown, ShutdownReport};
+use tower_drain::{BoxError, DrainLayer, Shutdown, ShutdownReport};
 
 #[tokio::main]
 async fn main() -> Result<ShutdownReport, BoxError> {
@@ -135,7 +136,7 @@ async fn main() -> Result<ShutdownReport, BoxError> {
             // Accepts until the drain, then leaves the queue to the next generation.
             env::Server::Serve => shutdown.spawn_server(
                 "http",
-                tls(
+                tls::tls(
                     tower_drain::serve(listener, &drain, app).tcp_nodelay(nodelay),
                     &tls_files,
                 )?,
@@ -157,7 +158,7 @@ async fn main() -> Result<ShutdownReport, BoxError> {
                 match server {
                     env::Server::Serve => shutdown.spawn_server(
                         "http",
-                        tls(
+                        tls::tls(
                             tower_drain::serve(listener, &drain, app).tcp_nodelay(nodelay),
                             &tls_files,
                         )?,
@@ -179,7 +180,7 @@ async fn main() -> Result<ShutdownReport, BoxError> {
                 match server {
                     env::Server::Serve => shutdown.spawn_server(
                         "http",
-                        tls(tower_drain::serve(listener, &drain, app), &tls_files)?,
+                        tls::tls(tower_drain::serve(listener, &drain, app), &tls_files)?,
                     ),
                     env::Server::Framework => {
                         let server =
@@ -192,31 +193,6 @@ async fn main() -> Result<ShutdownReport, BoxError> {
     }
 
     Ok(shutdown.run().await) // logs the report; main exits with its code
-}
-
-/// With `TLS_CERT` and `TLS_KEY`, `serve` terminates TLS with those files.
-#[cfg(feature = "rustls")]
-fn tls<L, M, K>(
-    serve: Serve<L, M, K>,
-    files: &Option<(PathBuf, PathBuf)>,
-) -> Result<Serve<L, M, K>, BoxError> {
-    Ok(match files {
-        Some((cert, key)) => serve.tls(tower_drain::serve::tls::TlsConfig::from_pem_files(
-            cert, key,
-        )?),
-        None => serve,
-    })
-}
-
-#[cfg(not(feature = "rustls"))]
-fn tls<L, M, K>(
-    serve: Serve<L, M, K>,
-    files: &Option<(PathBuf, PathBuf)>,
-) -> Result<Serve<L, M, K>, BoxError> {
-    match files {
-        Some(_) => Err("TLS_CERT and TLS_KEY need the feature `rustls`".into()),
-        None => Ok(serve),
-    }
 }
 
 /// Stands in for a database pool: a query after `close` is a bug, and is logged.

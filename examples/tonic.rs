@@ -35,14 +35,15 @@
 mod echo;
 #[path = "support/env.rs"]
 mod env;
+#[path = "support/tls.rs"]
+mod tls;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
-use tower_drain::{BoxError, DrainLayer, Serve, Shutdown, ShutdownReport};
+use tower_drain::{BoxError, DrainLayer, Shutdown, ShutdownReport};
 use tower_layer::Layer as _;
 
 #[tokio::main]
@@ -88,7 +89,7 @@ async fn main() -> Result<ShutdownReport, BoxError> {
         env::Server::Serve => {
             let routes = Routes::new(health).add_service(echo::EchoServer);
             let service = drain.layer(routes);
-            let serve = tls(tower_drain::serve(listener, &drain, service), &tls_files)?;
+            let serve = tls::tls(tower_drain::serve(listener, &drain, service), &tls_files)?;
             shutdown.spawn_server("grpc", serve)
         }
         env::Server::Framework => {
@@ -103,29 +104,4 @@ async fn main() -> Result<ShutdownReport, BoxError> {
     };
 
     Ok(shutdown.run().await) // logs the report; main exits with its code
-}
-
-/// With `TLS_CERT` and `TLS_KEY`, `serve` terminates TLS with those files.
-#[cfg(feature = "rustls")]
-fn tls<L, M, K>(
-    serve: Serve<L, M, K>,
-    files: &Option<(PathBuf, PathBuf)>,
-) -> Result<Serve<L, M, K>, BoxError> {
-    Ok(match files {
-        Some((cert, key)) => serve.tls(tower_drain::serve::tls::TlsConfig::from_pem_files(
-            cert, key,
-        )?),
-        None => serve,
-    })
-}
-
-#[cfg(not(feature = "rustls"))]
-fn tls<L, M, K>(
-    serve: Serve<L, M, K>,
-    files: &Option<(PathBuf, PathBuf)>,
-) -> Result<Serve<L, M, K>, BoxError> {
-    match files {
-        Some(_) => Err("TLS_CERT and TLS_KEY need the feature `rustls`".into()),
-        None => Ok(serve),
-    }
 }
