@@ -147,6 +147,45 @@ async fn http1_connection_gets_connection_close_on_its_next_response_after_the_a
     .await;
 }
 
+/// The race the connection's task used to lose: a request served as the shutdown is
+/// announced, before the task can have seen it (here the handler announces it, so the task
+/// cannot). Without the layer (which says goodbye on its own), only `serve` puts
+/// `Connection: close` on the response, and it must.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_response_ready_after_the_announce_gets_connection_close_without_the_layer() {
+    let token = CancellationToken::new();
+    let drain = DrainLayer::new(token.clone());
+    let tracker = drain.tracker();
+    let app = Router::new().route("/", get(|| async { "hello" })).route(
+        "/announce",
+        get({
+            let tracker = tracker.clone();
+            move || async move {
+                tracker.announce_shutdown();
+                "announced"
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(std::future::IntoFuture::into_future(tower_drain::serve(
+        listener, &drain, app,
+    )));
+    let mut client = Client::connect(addr, Proto::Http1).await;
+    let response = ok(&mut client, "/").await;
+    assert_eq!(header(&response, "connection"), None);
+    read_body(response.into_body()).await;
+
+    let response = ok(&mut client, "/announce").await;
+    assert_eq!(header(&response, "connection").as_deref(), Some("close"));
+    // Counted before the response left.
+    assert_eq!(tracker.connections().told_to_leave, 1);
+    read_body(response.into_body()).await;
+    support::eventually("the connection to close", || client.is_closed()).await;
+    token.cancel();
+    within("serve to complete", server).await.unwrap().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_connection_accepted_during_the_notice_is_served_until_the_drain() {
     let server = start(|serve| serve).await;

@@ -153,7 +153,7 @@ async fn serve_stream<Io, S>(
         close(io, Linger::Never).await;
         return;
     };
-    let state = Arc::new(ConnState::new(guard, protocol));
+    let state = Arc::new(ConnState::new(guard, protocol, tracker.clone()));
     // Its own builder only with an HTTP/2 idle timeout, which counts its streams.
     let (builder, streams) = builders.connection(protocol, &options);
     let service = TowerToHyperService::new(Leave::new(service, Arc::clone(&state)));

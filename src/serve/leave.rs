@@ -1,11 +1,13 @@
 //! [`Leave`]: the service of one connection. It remembers the request the connection is
 //! serving (so a cut connection can be named), and tells an HTTP/1.x client to leave with
-//! `Connection: close` once its connection must (open at the announce, or too old), the only
-//! way HTTP/1.x has to say goodbye without racing the client's next request.
+//! `Connection: close` once its connection must (the shutdown was announced, or the
+//! connection is too old), the only way HTTP/1.x has to say goodbye without racing the
+//! client's next request. The announce is read here, as each response is ready, not from the
+//! connection's task: a request that arrives with the announce gets it too.
 //!
 //! Per request: the head written to the connection's slot (no lock, no allocation), one
-//! relaxed load (and one store, on the first request), and for HTTP/1.x one relaxed load
-//! when the response is ready.
+//! relaxed load (and one store, on the first request), and for HTTP/1.x two loads when the
+//! response is ready.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -83,7 +85,7 @@ where
         let me = self.project();
         let mut response = ready!(me.future.poll(cx))?;
         if let Some(state) = me.state.take() {
-            if state.leave.load(Ordering::Relaxed) {
+            if state.must_leave() {
                 close_connection(&mut response);
                 state.guard.told_to_leave();
             }

@@ -4,8 +4,11 @@
 //! (`connection.rs`) waits for the events and carries out the actions.
 //!
 //! **Open at the announce:** told to leave at once. HTTP/2 can be told at any moment
-//! (graceful `GOAWAY`); HTTP/1.x only with a response (`Connection: close` on the next one,
-//! put on by `Leave`), since closing between requests races the client's next one.
+//! (graceful `GOAWAY`); HTTP/1.x only with a response, since closing between requests races
+//! the client's next one. HTTP/1.x does not wait for the task to see the announce: `Leave`
+//! reads the tracker when each response is ready, and puts `Connection: close` on every
+//! response from the announce on (a request that arrives with the announce would otherwise
+//! race the task, and its response keep the connection alive).
 //!
 //! **Accepted during the notice:** HTTP/2 is served as the framework's own server serves every
 //! connection, and told to leave at the drain (or at its maximum age). Such a connection comes
@@ -13,8 +16,8 @@
 //! told to leave and came back: telling it to leave again sends it back again, and each round
 //! trip refuses the streams it had in flight. Keeping it until the drain costs nothing: the
 //! drain tells it then, as the framework's server does. (HTTP/1.x responses carry
-//! `Connection: close` from the announce on anyway when the app has the layer, whatever the
-//! server: that refuses nothing, the next request is served on the next connection.)
+//! `Connection: close` from the announce on, on every connection, as the layer's do whatever
+//! the server: that refuses nothing, the next request is served on the next connection.)
 //!
 //! **At the drain:** HTTP/2 `GOAWAY`; HTTP/1.x idle connections close, busy ones after their
 //! response, and one whose first request is still arriving gets a little time
@@ -68,7 +71,8 @@ pub(super) enum Action {
     /// Tell the connection to leave: HTTP/2 `GOAWAY`; HTTP/1.x closes once its response in
     /// progress is written, at once if idle. Counted as told to leave. Asked once at most.
     TellToLeave,
-    /// HTTP/1.x: put `Connection: close` on the connection's responses from now on.
+    /// HTTP/1.x at its maximum age: put `Connection: close` on the connection's responses
+    /// from now on. (From the announce on, `Leave` puts it on by itself.)
     LeaveOnNextResponse,
     /// Give the connection's first request a little time to arrive, then send
     /// [`Event::LateFirstRequestDue`].
@@ -92,7 +96,12 @@ impl Lifecycle {
     /// (The timers, `Aged` and `LateFirstRequestDue`, are armed by the task, once.)
     pub(super) fn awaits(&self, event: Event) -> bool {
         match event {
-            Event::Announce => self.awaits_announce && self.stage == Stage::Serving,
+            // HTTP/1.x: `Leave` reads the announce itself, response by response.
+            Event::Announce => {
+                self.protocol == Protocol::Http2
+                    && self.awaits_announce
+                    && self.stage == Stage::Serving
+            }
             Event::Drain => self.stage == Stage::Serving,
             Event::Aged | Event::LateFirstRequestDue | Event::FirstRequestDue => true,
         }
@@ -186,18 +195,17 @@ mod tests {
     }
 
     #[test]
-    fn http1_open_at_the_announce_says_goodbye_on_its_next_response_and_closes_at_the_drain() {
+    fn http1_does_not_await_the_announce_its_responses_carry_it_and_it_closes_at_the_drain() {
         let events = [(Announce, true), (Aged, true), (Drain, true)];
         assert_eq!(
             run(Http1, false, &events),
-            [LeaveOnNextResponse, LeaveOnNextResponse, TellToLeave]
+            [LeaveOnNextResponse, TellToLeave]
         );
-    }
-
-    #[test]
-    fn http1_accepted_during_the_notice_keeps_alive_until_the_drain() {
-        let events = [(Announce, true), (Drain, true)];
-        assert_eq!(run(Http1, true, &events), [TellToLeave]);
+        assert_eq!(
+            run(Http1, true, &events),
+            [LeaveOnNextResponse, TellToLeave]
+        );
+        assert!(!Lifecycle::new(Http1, false).awaits(Announce));
     }
 
     #[test]

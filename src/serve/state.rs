@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::protocol::Protocol;
 use crate::connections::ConnectionGuard;
+use crate::tracker::ConnectionTracker;
 
 /// What a connection's task and its service share.
 ///
@@ -13,8 +14,11 @@ use crate::connections::ConnectionGuard;
 pub(super) struct ConnState {
     pub(super) guard: ConnectionGuard,
     pub(super) protocol: Protocol,
-    /// Set once an HTTP/1.x connection must leave (the announce, if it was open then; its
-    /// maximum age): its responses carry `Connection: close` from then on.
+    /// Read by `Leave` as each HTTP/1.x response is ready: from the announce on, every
+    /// response carries `Connection: close`.
+    pub(super) tracker: ConnectionTracker,
+    /// Set once an HTTP/1.x connection must leave before the announce (its maximum age):
+    /// its responses carry `Connection: close` from then on.
     pub(super) leave: AtomicBool,
     pub(super) had_request: AtomicBool,
     /// Set by every write to the socket (`ConnIo`), cleared when the connection is told to
@@ -23,10 +27,15 @@ pub(super) struct ConnState {
 }
 
 impl ConnState {
-    pub(super) fn new(guard: ConnectionGuard, protocol: Protocol) -> Self {
+    pub(super) fn new(
+        guard: ConnectionGuard,
+        protocol: Protocol,
+        tracker: ConnectionTracker,
+    ) -> Self {
         Self {
             guard,
             protocol,
+            tracker,
             leave: AtomicBool::new(false),
             had_request: AtomicBool::new(false),
             wrote: AtomicBool::new(false),
@@ -36,5 +45,11 @@ impl ConnState {
     /// Whether the service has been called yet.
     pub(super) fn had_request(&self) -> bool {
         self.had_request.load(Ordering::Relaxed)
+    }
+
+    /// Whether an HTTP/1.x response must carry `Connection: close`: the shutdown was
+    /// announced, or the connection reached its maximum age.
+    pub(super) fn must_leave(&self) -> bool {
+        self.leave.load(Ordering::Relaxed) || !self.tracker.is_ready()
     }
 }
