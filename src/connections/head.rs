@@ -2,72 +2,56 @@
 //! without a lock or an allocation, read only when a report names a cut connection.
 //!
 //! A sequence lock over atomic words: the one writer (the connection's task: hyper calls the
-//! service of a connection from the task that drives it) copies the method and the target, as
-//! text, into the words between two increments of `seq`; a reader copies them out and keeps
-//! the copy only if `seq` was even and unchanged around it. Every word is an atomic, so a read
-//! that overlaps a write is retried, never undefined. The text is cut at [`CAPACITY`] bytes.
+//! service of a connection from the task that drives it) copies the method (one word) and the
+//! target, as text, into the words between two increments of `seq`, 8 bytes at a time and only
+//! the words the target fills; a reader copies them out and keeps the copy only if `seq` was
+//! even and unchanged around it. Every word is an atomic, so a read that overlaps a write is
+//! retried, never undefined. The method is cut at 8 bytes (every standard one fits), the
+//! target at [`CAPACITY`] bytes.
 
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use http::{Method, Uri, Version};
 
-const WORDS: usize = 16;
-/// The most bytes of `METHOD target` kept.
+/// The target's words: with the method's, the slot's text is 128 bytes.
+const WORDS: usize = 15;
+/// The longest target kept, in bytes.
 pub(crate) const CAPACITY: usize = WORDS * 8;
 
-/// The head of a connection's last request.
+/// The head of the last request a connection delivered (see the module's docs).
 #[derive(Debug, Default)]
 pub(crate) struct HeadSlot {
-    /// Odd while a write is in progress; 0 before the first request.
+    /// Odd while a write is in progress; 0 before the first.
     seq: AtomicU32,
     version: AtomicU8,
-    /// Bytes of `text` in use; the method ends at the first space.
+    /// The target's length in bytes, at most [`CAPACITY`].
     len: AtomicU8,
+    /// The method's first 8 bytes, zero-padded.
+    method: AtomicU64,
     text: [AtomicU64; WORDS],
 }
 
 impl HeadSlot {
-    /// Records `method` and `uri` (its path and query), and the `version`. Called by the one
-    /// writer only.
+    /// Records a request's head. Called by the slot's one writer.
     pub(crate) fn write(&self, version: Version, method: &Method, uri: &Uri) {
-        let mut text = [0u8; CAPACITY];
-        let mut len = 0;
-        for part in [
-            method.as_str().as_bytes(),
-            b" ",
-            uri.path_and_query().map_or("/", |p| p.as_str()).as_bytes(),
-        ] {
-            let n = part.len().min(CAPACITY - len);
-            text[len..len + n].copy_from_slice(&part[..n]);
-            len += n;
-        }
+        let target = uri.path_and_query().map_or("/", |p| p.as_str()).as_bytes();
+        let target = &target[..target.len().min(CAPACITY)];
         let seq = self.seq.load(Ordering::Relaxed);
-        // Odd: a reader that sees it, or sees the words change under it, retries.
         self.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
-        // Orders the odd `seq` before the words for a reader that sees any new word (the
-        // reader's acquire fence pairs with it).
         fence(Ordering::Release);
         self.version.store(encode(version), Ordering::Relaxed);
-        self.len.store(len as u8, Ordering::Relaxed); // CAPACITY < 256
-        for (word, bytes) in self
-            .text
-            .iter()
-            .zip(text.chunks_exact(8))
-            .take(len.div_ceil(8))
-        {
-            word.store(
-                u64::from_le_bytes(bytes.try_into().expect("8 bytes")),
-                Ordering::Relaxed,
-            );
+        self.len.store(target.len() as u8, Ordering::Relaxed); // CAPACITY < 256
+        self.method
+            .store(word(method.as_str().as_bytes()), Ordering::Relaxed);
+        for (slot, bytes) in self.text.iter().zip(target.chunks(8)) {
+            slot.store(word(bytes), Ordering::Relaxed);
         }
-        // Release: a reader that sees the even `seq` sees the words written before it.
         self.seq.store(seq.wrapping_add(2), Ordering::Release);
     }
 
-    /// The last head written, if any and if a consistent copy was had in a few tries.
+    /// The last head written, if any; `None` too if every try overlapped a write.
     pub(crate) fn read(&self) -> Option<(Version, Method, Uri)> {
         for _ in 0..64 {
-            // Acquire: pairs with the writer's release store of the even value.
             let before = self.seq.load(Ordering::Acquire);
             if before == 0 {
                 return None;
@@ -78,18 +62,41 @@ impl HeadSlot {
             }
             let version = self.version.load(Ordering::Relaxed);
             let len = usize::from(self.len.load(Ordering::Relaxed)).min(CAPACITY);
+            let method = self.method.load(Ordering::Relaxed).to_le_bytes();
             let mut text = [0u8; CAPACITY];
             for (word, bytes) in self.text.iter().zip(text.chunks_exact_mut(8)) {
                 bytes.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
             }
-            // Orders the reads of the words before the second read of `seq`.
             fence(Ordering::Acquire);
             if self.seq.load(Ordering::Relaxed) == before {
-                return Some(decode(version, &text[..len]));
+                let method_len = method.iter().position(|&b| b == 0).unwrap_or(8);
+                return Some(decode(version, &method[..method_len], &text[..len]));
             }
         }
         None
     }
+}
+
+/// Up to 8 bytes as a little-endian word, zero-padded: a full chunk is one load, a short one
+/// at most three (4, 2 and 1 bytes), cheaper than a call to copy it into a padded array.
+fn word(bytes: &[u8]) -> u64 {
+    let bytes = &bytes[..bytes.len().min(8)];
+    if let Ok(full) = <[u8; 8]>::try_from(bytes) {
+        return u64::from_le_bytes(full);
+    }
+    let (mut word, mut at) = (0u64, 0);
+    if let Some(Ok(four)) = bytes.get(..4).map(<[u8; 4]>::try_from) {
+        word = u64::from(u32::from_le_bytes(four));
+        at = 4;
+    }
+    if let Some(Ok(two)) = bytes.get(at..at + 2).map(<[u8; 2]>::try_from) {
+        word |= u64::from(u16::from_le_bytes(two)) << (8 * at);
+        at += 2;
+    }
+    if let Some(&one) = bytes.get(at) {
+        word |= u64::from(one) << (8 * at);
+    }
+    word
 }
 
 fn encode(version: Version) -> u8 {
@@ -102,17 +109,13 @@ fn encode(version: Version) -> u8 {
     }
 }
 
-fn decode(version: u8, text: &[u8]) -> (Version, Method, Uri) {
+fn decode(version: u8, method: &[u8], target: &[u8]) -> (Version, Method, Uri) {
     let version = match version {
         0 => Version::HTTP_09,
         1 => Version::HTTP_10,
         2 => Version::HTTP_11,
         3 => Version::HTTP_2,
         _ => Version::HTTP_3,
-    };
-    let (method, target) = match text.iter().position(|&b| b == b' ') {
-        Some(space) => (&text[..space], &text[space + 1..]),
-        None => (text, &b"/"[..]),
     };
     let method = Method::from_bytes(method).unwrap_or_default();
     // A target cut in the middle may not parse (a cut percent escape is fine, a cut UTF-8
@@ -148,8 +151,28 @@ mod tests {
         slot.write(Version::HTTP_11, &Method::GET, &long.parse().unwrap());
         let (_, method, uri) = slot.read().unwrap();
         assert_eq!(method, Method::GET);
-        assert_eq!(uri.path().len(), CAPACITY - "GET ".len());
+        assert_eq!(uri.path().len(), CAPACITY);
         assert!(long.starts_with(uri.path()));
+    }
+
+    #[test]
+    fn every_length_up_to_a_word_is_packed_little_endian_and_zero_padded() {
+        let bytes = b"abcdefgh";
+        for n in 0..=8 {
+            let mut padded = [0u8; 8];
+            padded[..n].copy_from_slice(&bytes[..n]);
+            assert_eq!(word(&bytes[..n]), u64::from_le_bytes(padded), "{n} bytes");
+        }
+    }
+
+    #[test]
+    fn an_extension_method_is_cut_at_eight_bytes() {
+        let slot = HeadSlot::default();
+        let method = Method::from_bytes(b"PROPFINDALL").unwrap();
+        slot.write(Version::HTTP_11, &method, &"/x".parse().unwrap());
+        let (_, method, uri) = slot.read().unwrap();
+        assert_eq!(method.as_str(), "PROPFIND");
+        assert_eq!(uri, "/x");
     }
 
     #[test]
@@ -167,14 +190,18 @@ mod tests {
             let (slot, heads) = (slot.clone(), heads.clone());
             std::thread::spawn(move || {
                 for i in 0..200_000 {
-                    slot.write(Version::HTTP_11, &Method::GET, &heads[i % 2]);
+                    let method = [Method::GET, Method::OPTIONS][i % 2].clone();
+                    slot.write(Version::HTTP_11, &method, &heads[i % 2]);
                 }
             })
         };
         let mut seen = 0;
         while !writer.is_finished() {
-            if let Some((_, _, uri)) = slot.read() {
-                assert!(heads.contains(&uri), "torn read: {uri}");
+            if let Some((_, method, uri)) = slot.read() {
+                let i = heads.iter().position(|h| *h == uri);
+                assert!(i.is_some(), "torn read: {uri}");
+                let expected = [Method::GET, Method::OPTIONS][i.unwrap_or(0)].clone();
+                assert_eq!(method, expected, "torn read: {method} {uri}");
                 seen += 1;
             }
         }

@@ -3,21 +3,22 @@
 //! (`linger.rs`) once hyper, or the upgraded stream of a WebSocket, is done with it.
 
 use std::any::Any;
+use std::future::poll_fn;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::conn_io::ConnIo;
-use super::gate::Gated;
+use super::gate::Gate;
 use super::idle::idle;
 use super::leave::Leave;
 use super::lifecycle::{Action, Event, Lifecycle};
@@ -64,36 +65,59 @@ pub(super) async fn serve_connection<Io, S>(
     };
     configure_tcp(&io, &options);
     #[cfg(feature = "rustls")]
-    if let Some(config) = &options.tls {
-        use super::tls::{handshake, negotiated, PeerCertificates, WithPeerCertificates};
-        let deadline = opened.first_request_deadline;
-        let Some(stream) = handshake(io, config, &tracker, deadline, accepted).await else {
-            // Failed, stalled, or cut by the drain: never served.
-            opened.guard.finished();
-            return;
-        };
-        let certs = PeerCertificates::of(stream.get_ref().1.peer_certificates());
-        let opened = Opened {
-            // The client writes its first request once its handshake is done.
-            speaks_from: Instant::now(),
-            // In its handshake when the drain began: a client connecting, not a
-            // pre-connection; its first request is given the time of one on the wire.
-            first_bytes_grace: if tracker.is_draining() {
-                LATE_FIRST_REQUEST
-            } else {
-                FIRST_BYTES
-            },
-            alpn: negotiated(&stream),
-            ..opened
-        };
-        let service = async move {
-            let service = service.await?;
-            Ok(WithPeerCertificates::new(service, certs))
-        };
-        serve_stream(stream, opened, service, tracker, builders, options).await;
+    if let Some(config) = options.tls.clone() {
+        // Boxed: a TLS connection's state (rustls' buffers, the handshake) is several KB, and
+        // would otherwise size every cleartext connection's task as well.
+        Box::pin(serve_tls(
+            io, &config, opened, service, tracker, builders, options,
+        ))
+        .await;
         return;
     }
     serve_stream(io, opened, service, tracker, builders, options).await;
+}
+
+/// Serves one accepted connection over TLS: the handshake (bounded by the header read
+/// timeout, and by the drain), then the stream as a cleartext one.
+#[cfg(feature = "rustls")]
+async fn serve_tls<Io, S>(
+    io: Io,
+    config: &super::tls::TlsConfig,
+    opened: Opened,
+    service: impl Future<Output = Result<S, BoxError>>,
+    tracker: ConnectionTracker,
+    builders: Arc<Builders>,
+    options: Arc<Options>,
+) where
+    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: HttpService,
+{
+    use super::tls::{handshake, negotiated, PeerCertificates, WithPeerCertificates};
+    let deadline = opened.first_request_deadline;
+    let Some(stream) = handshake(io, config, &tracker, deadline, opened.speaks_from).await else {
+        // Failed, stalled, or cut by the drain: never served.
+        opened.guard.finished();
+        return;
+    };
+    let certs = PeerCertificates::of(stream.get_ref().1.peer_certificates());
+    let opened = Opened {
+        // The client writes its first request once its handshake is done.
+        speaks_from: Instant::now(),
+        // In its handshake when the drain began: a client connecting, not a pre-connection;
+        // its first request is given the time of one on the wire.
+        first_bytes_grace: if tracker.is_draining() {
+            LATE_FIRST_REQUEST
+        } else {
+            FIRST_BYTES
+        },
+        alpn: negotiated(&stream),
+        ..opened
+    };
+    let service = async move {
+        let service = service.await?;
+        Ok(WithPeerCertificates::new(service, certs))
+    };
+    serve_stream(stream, opened, service, tracker, builders, options).await;
 }
 
 /// A connection as its task first sees it, before its protocol is known.
@@ -109,6 +133,20 @@ struct Opened {
     first_bytes_grace: Duration,
     /// The protocol the TLS handshake chose (ALPN), if any.
     alpn: Option<Protocol>,
+}
+
+/// What woke a connection's task.
+enum Woke {
+    /// hyper is done with the connection.
+    Closed,
+    /// A moment of its [`Lifecycle`].
+    Event(Event),
+    /// The header read timeout passed: an event only if no request came.
+    FirstRequestTimer,
+    /// Past its maximum age and its grace.
+    GraceOver,
+    /// HTTP/2 without a stream for the idle timeout.
+    Idle,
 }
 
 /// Serves a connection (its TLS handshake done, if any) until it closes.
@@ -156,69 +194,95 @@ async fn serve_stream<Io, S>(
     let state = Arc::new(ConnState::new(guard, protocol, tracker.clone()));
     // Its own builder only with an HTTP/2 idle timeout, which counts its streams.
     let (builder, streams) = builders.connection(protocol, &options);
-    let service = TowerToHyperService::new(Leave::new(service, Arc::clone(&state)));
+    let service = Leave::new(service, Arc::clone(&state));
     let (io, returned) = ConnIo::new(io, prefix, Some(Arc::clone(&state)));
     // Boxed, so that it can be dropped (giving the stream back) before the task closes it.
     let mut connection =
         Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
 
     let mut life = Lifecycle::new(protocol, during_notice);
-    // Each behind a gate: polled only once it woke, not on each of the connection's wake-ups
-    // (the tracker's futures would lock the `Notify` every connection shares; the timers
-    // would touch the timer wheel).
-    let mut draining = pin!(Gated::new(tracker.draining()));
-    let mut announced = pin!(Gated::new(tracker.announced()));
-    // The timers fire once: each is disarmed (set to never) when it fires.
+    // Behind one gate: polled only once one of them woke, not on each of the connection's
+    // wake-ups (the tracker's futures would lock the `Notify` every connection shares; the
+    // timers would touch the timer wheel). The timers fire once: each is disarmed (set to
+    // never) when it fires.
+    let mut gate = Gate::new();
+    let mut draining = pin!(tracker.draining());
+    let mut announced = pin!(tracker.announced());
     // HTTP/1.x: the header read timeout bounds the first request's head (hyper's own would
     // allocate a timer for every request). An HTTP/2 client said its preface in time; it may
     // open its first stream much later (a gRPC channel connects ahead of its first call).
     let first_request_deadline = (protocol == Protocol::Http1).then_some(first_request_deadline);
-    let mut first_request_timer = pin!(Gated::new(sleep_until_or_never(first_request_deadline)));
-    let mut age_timer = pin!(Gated::new(sleep_or_never(
-        options.max_connection_age.map(jittered)
-    )));
+    let mut first_request_timer = pin!(sleep_until_or_never(first_request_deadline));
+    let mut age_timer = pin!(sleep_or_never(options.max_connection_age.map(jittered)));
     let mut grace_timer = pin!(sleep_or_never(None));
     let mut late_timer = pin!(sleep_or_never(None));
-    let mut idle_timer = pin!(Gated::new(idle(
+    let mut idle_timer = pin!(idle(
         streams.as_deref(),
         options.idle_timeout.unwrap_or_default()
-    )));
+    ));
     loop {
-        let event = tokio::select! {
-            biased;
+        let woke = poll_fn(|cx| {
             // Closed by either side, failed, or upgraded: hyper is done with it.
-            _ = connection.as_mut() => break,
-            () = &mut draining, if life.awaits(Event::Drain) => Event::Drain,
-            () = &mut late_timer => {
-                late_timer.set(sleep_or_never(None));
-                Event::LateFirstRequestDue
+            if connection.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Woke::Closed);
             }
-            () = &mut announced, if life.awaits(Event::Announce) => Event::Announce,
-            () = &mut first_request_timer => {
-                first_request_timer.set(Gated::new(sleep_until_or_never(None)));
+            if !gate.open(cx) {
+                return Poll::Pending;
+            }
+            let cx = &mut gate.context();
+            let woke = if life.awaits(Event::Drain) && draining.as_mut().poll(cx).is_ready() {
+                Woke::Event(Event::Drain)
+            } else if late_timer.as_mut().poll(cx).is_ready() {
+                Woke::Event(Event::LateFirstRequestDue)
+            } else if life.awaits(Event::Announce) && announced.as_mut().poll(cx).is_ready() {
+                Woke::Event(Event::Announce)
+            } else if first_request_timer.as_mut().poll(cx).is_ready() {
+                Woke::FirstRequestTimer
+            } else if age_timer.as_mut().poll(cx).is_ready() {
+                Woke::Event(Event::Aged)
+            } else if grace_timer.as_mut().poll(cx).is_ready() {
+                Woke::GraceOver
+            } else if idle_timer.as_mut().poll(cx).is_ready() {
+                Woke::Idle
+            } else {
+                return Poll::Pending;
+            };
+            // The events after it were not polled: they are, on the next poll.
+            gate.reopen();
+            Poll::Ready(woke)
+        })
+        .await;
+        let event = match woke {
+            Woke::Closed => break,
+            Woke::Event(event) => event,
+            Woke::FirstRequestTimer => {
+                first_request_timer.set(sleep_until_or_never(None));
                 if state.had_request() {
                     continue;
                 }
                 // No request within the header read timeout: never served, closed.
                 Event::FirstRequestDue
             }
-            () = &mut age_timer => {
-                age_timer.set(Gated::new(sleep_or_never(None)));
-                if let Some(grace) = options.max_connection_age_grace {
-                    grace_timer.set(sleep_or_never(Some(grace)));
-                }
-                Event::Aged
-            }
             // Past its age and its grace: closed with whatever is still in flight.
-            () = &mut grace_timer => break,
+            Woke::GraceOver => break,
             // HTTP/2 without a stream for the idle timeout: a graceful `GOAWAY`, not counted
             // as told to leave (the shutdown did not ask). Fires once.
-            () = &mut idle_timer => {
-                idle_timer.set(Gated::new(idle(None, Duration::ZERO)));
+            Woke::Idle => {
+                idle_timer.set(idle(None, Duration::ZERO));
                 connection.as_mut().graceful_shutdown();
                 continue;
             }
         };
+        match event {
+            Event::LateFirstRequestDue => late_timer.set(sleep_or_never(None)),
+            Event::Aged => {
+                age_timer.set(sleep_or_never(None));
+                if let Some(grace) = options.max_connection_age_grace {
+                    grace_timer.set(sleep_or_never(Some(grace)));
+                }
+            }
+            _ => {}
+        }
         match life.on(event, state.had_request()) {
             Action::Wait => {}
             Action::TellToLeave => {
@@ -332,6 +396,27 @@ async fn sleep_or_never(duration: Option<Duration>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every connection's task holds this future for its whole life (its idle memory). A TLS
+    /// connection's state is several KB: it is boxed, not part of every cleartext task.
+    #[test]
+    fn a_cleartext_connection_task_does_not_carry_the_tls_state() {
+        let service = tower::service_fn(|_: http::Request<hyper::body::Incoming>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+        });
+        let (io, _client) = tokio::io::duplex(64);
+        let options = Options::default();
+        let task = serve_connection(
+            io,
+            None,
+            async move { Ok(service) },
+            ConnectionTracker::new(tokio_util::sync::CancellationToken::new()),
+            Arc::new(Builders::new(&options)),
+            Arc::new(options),
+        );
+        let size = std::mem::size_of_val(&task);
+        assert!(size < 4096, "a connection's task is {size} bytes");
+    }
 
     #[test]
     fn jitter_stays_within_ten_percent() {

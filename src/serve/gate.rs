@@ -1,83 +1,82 @@
-//! [`Gated`]: a future polled only after it woke its task. A connection's task waits for the
-//! drain and the announce on the tracker's one `Notify`, shared by every connection, and tokio
-//! polls every branch of a `select!` each time the task wakes: for every request, each
-//! connection would poll its `Notified`s again, and a `Notified` that is already waiting takes
-//! the `Notify`'s lock to check its waker. Behind a gate, a wake-up that is not its own costs
-//! the task one atomic swap and a waker comparison.
+//! [`Gate`]: the one waker behind which a connection's task waits for everything but its
+//! connection (the drain, the announce, its timers). The task is woken for each request, and
+//! would poll every one of those futures each time (a tracker's `Notified` that is already
+//! waiting takes the `Notify`'s lock, shared by every connection, to check its waker; a timer
+//! touches its entry). Behind the gate, a wake-up that is not theirs costs the task one relaxed
+//! load and a waker comparison; they are polled only once one of them woke.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Wake, Waker};
 
-use pin_project_lite::pin_project;
-
-pin_project! {
-    /// `inner`, polled only on the first poll, after it woke, or when the task's waker changed.
-    pub(super) struct Gated<F> {
-        #[pin]
-        inner: F,
-        gate: Arc<Gate>,
-        // The gate as a waker: what `inner` registers.
-        waker: Waker,
-        // The task's waker the gate wakes; compared, not locked, on each poll.
-        task: Option<Waker>,
-    }
+/// The events' side of the gate: set by their wake-ups, it wakes the task.
+pub(super) struct Gate {
+    shared: Arc<Shared>,
+    /// The gate as a waker: what the events behind it register.
+    waker: Waker,
+    /// The task's waker the gate wakes; compared, not locked, on each poll.
+    task: Option<Waker>,
 }
 
-/// Set by `inner`'s wake-up; wakes the task.
-pub(super) struct Gate {
+struct Shared {
     woken: AtomicBool,
     task: Mutex<Option<Waker>>,
 }
 
-impl<F: Future> Gated<F> {
-    pub(super) fn new(inner: F) -> Self {
-        let gate = Arc::new(Gate {
+impl Gate {
+    pub(super) fn new() -> Self {
+        let shared = Arc::new(Shared {
             woken: AtomicBool::new(false),
             task: Mutex::new(None),
         });
         Self {
-            inner,
-            waker: Waker::from(Arc::clone(&gate)),
-            gate,
+            waker: Waker::from(Arc::clone(&shared)),
+            shared,
             task: None,
         }
     }
-}
 
-impl<F: Future> Future for Gated<F> {
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let me = self.project();
-        let same_task = me.task.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+    /// Whether the events behind the gate must be polled (with [`Gate::context`]): on the
+    /// first poll, when the task's waker changed, or once one of them woke. Otherwise nothing
+    /// behind the gate can be ready.
+    pub(super) fn open(&mut self, cx: &Context<'_>) -> bool {
+        let same_task = self
+            .task
+            .as_ref()
+            .is_some_and(|task| task.will_wake(cx.waker()));
         if same_task {
-            // Acquire: pairs with the wake's release store; what woke `inner` is visible to
-            // its poll below.
-            if !me.gate.woken.swap(false, Ordering::Acquire) {
-                return Poll::Pending;
-            }
-        } else {
-            // First poll, or the task moved: the gate wakes this waker from now on. Locked only
-            // here and on a wake-up, never on the per-request path.
-            *lock(&me.gate.task) = Some(cx.waker().clone());
-            *me.task = Some(cx.waker().clone());
-            me.gate.woken.store(false, Ordering::Relaxed);
+            // A plain load first: the gate is shut on nearly every poll. Acquire on the swap:
+            // pairs with the wake's release store, so what woke an event is visible to its poll.
+            return self.shared.woken.load(Ordering::Relaxed)
+                && self.shared.woken.swap(false, Ordering::Acquire);
         }
-        // A wake-up from here on sets `woken` again, and wakes the task.
-        me.inner.poll(&mut Context::from_waker(me.waker))
+        // First poll, or the task moved: the gate wakes this waker from now on. Locked only
+        // here and on a wake-up, never on the per-request path.
+        *lock(&self.shared.task) = Some(cx.waker().clone());
+        self.task = Some(cx.waker().clone());
+        self.shared.woken.store(false, Ordering::Relaxed);
+        true
+    }
+
+    /// The context to poll the events behind the gate with: their wake-ups open it.
+    pub(super) fn context(&self) -> Context<'_> {
+        Context::from_waker(&self.waker)
+    }
+
+    /// Keeps the gate open for the next poll: one event was ready before the others behind it
+    /// were polled.
+    pub(super) fn reopen(&self) {
+        self.shared.woken.store(true, Ordering::Relaxed);
     }
 }
 
-impl Wake for Gate {
+impl Wake for Shared {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        // Release: pairs with the acquire swap in `poll`.
+        // Release: pairs with the acquire swap in `open`.
         self.woken.store(true, Ordering::Release);
         if let Some(task) = lock(&self.task).as_ref() {
             task.wake_by_ref();
@@ -92,7 +91,10 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
     use std::sync::atomic::AtomicUsize;
+    use std::task::Poll;
 
     use super::*;
 
@@ -115,42 +117,84 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn inner_is_polled_only_after_its_own_wake_up() {
+    struct CountWakes(Arc<AtomicUsize>);
+    impl Wake for CountWakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Polls `event` behind `gate` as the connection's task does.
+    fn poll_behind(gate: &mut Gate, event: Pin<&mut Counted>, cx: &Context<'_>) -> Poll<()> {
+        if !gate.open(cx) {
+            return Poll::Pending;
+        }
+        event.poll(&mut gate.context())
+    }
+
+    #[test]
+    fn events_are_polled_only_after_their_own_wake_up_which_wakes_the_task() {
         let polls = Arc::new(AtomicUsize::new(0));
         let ready = Arc::new(AtomicBool::new(false));
-        let inner_waker = Arc::new(Mutex::new(None));
-        let gated = Gated::new(Counted {
+        let event_waker = Arc::new(Mutex::new(None));
+        let mut event = std::pin::pin!(Counted {
             polls: Arc::clone(&polls),
             ready: Arc::clone(&ready),
-            waker: Arc::clone(&inner_waker),
+            waker: Arc::clone(&event_waker),
         });
-        let mut gated = std::pin::pin!(gated);
+        let mut gate = Gate::new();
         let woken = Arc::new(AtomicUsize::new(0));
-        struct CountWakes(Arc<AtomicUsize>);
-        impl Wake for CountWakes {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, Ordering::Relaxed);
-            }
-        }
         let task = Waker::from(Arc::new(CountWakes(Arc::clone(&woken))));
-        let mut cx = Context::from_waker(&task);
+        let cx = Context::from_waker(&task);
         for _ in 0..100 {
-            assert!(gated.as_mut().poll(&mut cx).is_pending());
+            assert!(poll_behind(&mut gate, event.as_mut(), &cx).is_pending());
         }
         assert_eq!(
             polls.load(Ordering::Relaxed),
             1,
             "polled on the first poll only"
         );
+
         ready.store(true, Ordering::Relaxed);
-        inner_waker.lock().unwrap().take().unwrap().wake();
+        event_waker.lock().unwrap().take().unwrap().wake();
         assert_eq!(
             woken.load(Ordering::Relaxed),
             1,
             "its wake-up wakes the task"
         );
-        assert!(gated.as_mut().poll(&mut cx).is_ready());
+        assert!(poll_behind(&mut gate, event.as_mut(), &cx).is_ready());
         assert_eq!(polls.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_new_task_waker_opens_the_gate_and_is_the_one_woken() {
+        let mut gate = Gate::new();
+        let first = Arc::new(AtomicUsize::new(0));
+        let second = Arc::new(AtomicUsize::new(0));
+        let first_waker = Waker::from(Arc::new(CountWakes(Arc::clone(&first))));
+        let second_waker = Waker::from(Arc::new(CountWakes(Arc::clone(&second))));
+        assert!(gate.open(&Context::from_waker(&first_waker)));
+        assert!(!gate.open(&Context::from_waker(&first_waker)));
+        assert!(gate.open(&Context::from_waker(&second_waker)));
+        gate.context().waker().wake_by_ref();
+        assert_eq!(
+            (
+                first.load(Ordering::Relaxed),
+                second.load(Ordering::Relaxed)
+            ),
+            (0, 1)
+        );
+        assert!(gate.open(&Context::from_waker(&second_waker)));
+    }
+
+    #[test]
+    fn a_reopened_gate_is_open_once() {
+        let mut gate = Gate::new();
+        let task = Waker::from(Arc::new(CountWakes(Arc::new(AtomicUsize::new(0)))));
+        let cx = Context::from_waker(&task);
+        assert!(gate.open(&cx));
+        gate.reopen();
+        assert!(gate.open(&cx));
+        assert!(!gate.open(&cx));
     }
 }

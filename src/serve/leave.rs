@@ -16,39 +16,40 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use http::{Request, Response};
+use hyper_util::service::{TowerToHyperService, TowerToHyperServiceFuture};
 use pin_project_lite::pin_project;
-use tower_service::Service;
 
 use super::protocol::Protocol;
 use super::state::ConnState;
 use crate::layer::connection_close::close_connection;
 
-#[derive(Clone)]
+/// The connection's service, as hyper calls it: the app's, through hyper-util's adapter (as
+/// `axum::serve` runs it), with the head recorded first and the goodbye put on last. A hyper
+/// service, not a tower one around the app's: the adapter's per-request state then holds the
+/// app's service and future alone, as under `axum::serve`.
 pub(super) struct Leave<S> {
-    inner: S,
+    inner: TowerToHyperService<S>,
     state: Arc<ConnState>,
 }
 
 impl<S> Leave<S> {
     pub(super) fn new(inner: S, state: Arc<ConnState>) -> Self {
-        Self { inner, state }
+        Self {
+            inner: TowerToHyperService::new(inner),
+            state,
+        }
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Leave<S>
+impl<S, ReqBody, ResBody> hyper::service::Service<Request<ReqBody>> for Leave<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: tower_service::Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
 {
-    type Response = S::Response;
+    type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = LeaveFuture<S::Future>;
+    type Future = LeaveFuture<TowerToHyperServiceFuture<S, Request<ReqBody>>>;
 
-    #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+    fn call(&self, request: Request<ReqBody>) -> Self::Future {
         let state = &self.state;
         state
             .guard
