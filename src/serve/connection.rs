@@ -192,13 +192,11 @@ async fn serve_stream<Io, S>(
         return;
     };
     let state = Arc::new(ConnState::new(guard, protocol, tracker.clone()));
-    // Its own builder only with an HTTP/2 idle timeout, which counts its streams.
-    let (builder, streams) = builders.connection(protocol, &options);
     let service = Leave::new(service, Arc::clone(&state));
     let (io, returned) = ConnIo::new(io, prefix, Some(Arc::clone(&state)));
     // Boxed, so that it can be dropped (giving the stream back) before the task closes it.
-    let mut connection =
-        Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
+    let (connection, streams) = builders.serve(protocol, TokioIo::new(io), service, &options);
+    let mut connection = Box::pin(connection);
 
     let mut life = Lifecycle::new(protocol, during_notice);
     // Behind one gate: polled only once one of them woke, not on each of the connection's

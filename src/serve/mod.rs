@@ -147,6 +147,7 @@ mod bind;
 mod conn_io;
 mod connection;
 mod gate;
+mod hyper_conn;
 mod idle;
 mod leave;
 mod lifecycle;

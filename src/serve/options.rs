@@ -1,14 +1,20 @@
-//! The settings of a `Serve`, and the hyper-util builders made from them: what
-//! every connection of one server shares. The setters, with their documentation, are in
+//! The settings of a `Serve`, and hyper's builders made from them: what every connection of
+//! one server shares. The setters, with their documentation, are in
 //! `settings.rs`; the defaults here are the ones its table lists.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::TokioTimer;
-use hyper_util::server::conn::auto;
+use std::error::Error as StdError;
 
+use http_body::Body;
+use hyper::body::Incoming;
+use hyper::rt::{Read, Write};
+use hyper::server::conn::{http1, http2};
+use hyper::service::HttpService;
+use hyper_util::rt::TokioTimer;
+
+use super::hyper_conn::HyperConnection;
 use super::idle::{StreamExecutor, Streams};
 use super::protocol::Protocol;
 
@@ -73,14 +79,11 @@ impl Default for Options {
     }
 }
 
-/// A hyper-util builder, as `serve` makes them.
-pub(super) type Builder = auto::Builder<StreamExecutor>;
-
-/// The hyper-util builders for each protocol: the protocol is known before hyper sees the
+/// hyper's builders for each protocol: the protocol is known before hyper sees the
 /// connection (see `protocol.rs`).
 pub(super) struct Builders {
-    pub(super) http1: Builder,
-    pub(super) http2: Builder,
+    http1: http1::Builder,
+    http2: http2::Builder<StreamExecutor>,
 }
 
 impl Builders {
@@ -91,22 +94,40 @@ impl Builders {
         }
     }
 
-    /// The builder for one connection, and the count of its streams in flight when the idle
-    /// timeout needs it (HTTP/2: hyper spawns each stream, so the executor counts them; HTTP/1.x
-    /// connections are timed by hyper itself, see [`http1`]). Without an idle timeout, the
-    /// shared builder: nothing per connection.
-    pub(super) fn connection(
+    /// hyper's connection for `protocol` over `io`, and the count of its streams in flight
+    /// when the idle timeout needs it (HTTP/2: hyper spawns each stream, so the executor
+    /// counts them, with a builder of its own; HTTP/1.x connections are timed by hyper itself,
+    /// see [`http1`]). Without an idle timeout, the shared builders: nothing per connection.
+    pub(super) fn serve<I, S, B>(
         &self,
         protocol: Protocol,
+        io: I,
+        service: S,
         options: &Options,
-    ) -> (Cow<'_, Builder>, Option<Arc<Streams>>) {
+    ) -> (HyperConnection<I, S, StreamExecutor>, Option<Arc<Streams>>)
+    where
+        S: HttpService<Incoming, ResBody = B>,
+        S::Error: Into<Box<dyn StdError + Send + Sync>>,
+        S::Future: Send + 'static,
+        I: Read + Write + Unpin + Send + 'static,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    {
         match protocol {
-            Protocol::Http1 => (Cow::Borrowed(&self.http1), None),
-            Protocol::Http2 if options.idle_timeout.is_none() => (Cow::Borrowed(&self.http2), None),
+            Protocol::Http1 => {
+                let conn = self.http1.serve_connection(io, service).with_upgrades();
+                (HyperConnection::Http1 { conn }, None)
+            }
+            Protocol::Http2 if options.idle_timeout.is_none() => {
+                let conn = self.http2.serve_connection(io, service);
+                (HyperConnection::Http2 { conn }, None)
+            }
             Protocol::Http2 => {
                 let streams = Arc::new(Streams::default());
                 let executor = StreamExecutor::counting(Arc::clone(&streams));
-                (Cow::Owned(http2(options, executor)), Some(streams))
+                let conn = http2(options, executor).serve_connection(io, service);
+                (HyperConnection::Http2 { conn }, Some(streams))
             }
         }
     }
@@ -117,9 +138,8 @@ impl Builders {
 /// request itself (`Serve::header_read_timeout`). With one, hyper's header timer is the idle
 /// timeout: it runs from the moment a connection has nothing in flight (its previous response
 /// written) until the next request's head has arrived.
-fn http1(options: &Options) -> Builder {
-    let mut builder = auto::Builder::new(StreamExecutor::default()).http1_only();
-    let mut http1 = builder.http1();
+fn http1(options: &Options) -> http1::Builder {
+    let mut http1 = http1::Builder::new();
     if options.http1_max_buf_size != DEFAULT_HTTP1_MAX_BUF_SIZE {
         http1.max_buf_size(options.http1_max_buf_size);
     }
@@ -139,12 +159,11 @@ fn http1(options: &Options) -> Builder {
             http1.header_read_timeout(None);
         }
     }
-    builder
+    http1
 }
 
-fn http2(options: &Options, executor: StreamExecutor) -> Builder {
-    let mut builder = auto::Builder::new(executor).http2_only();
-    let mut http2 = builder.http2();
+fn http2(options: &Options, executor: StreamExecutor) -> http2::Builder<StreamExecutor> {
+    let mut http2 = http2::Builder::new(executor);
     http2
         .timer(TokioTimer::new())
         .keep_alive_interval(options.keep_alive_interval)
@@ -161,5 +180,5 @@ fn http2(options: &Options, executor: StreamExecutor) -> Builder {
     if options.adaptive_window {
         http2.adaptive_window(true);
     }
-    builder
+    http2
 }
