@@ -3,6 +3,7 @@
 //! `Connection: close` on the next response), stops accepting at the drain, and completes once
 //! every connection has closed.
 
+mod raw;
 mod support;
 
 use std::net::SocketAddr;
@@ -547,4 +548,70 @@ async fn first_request_head_sent_too_slowly_is_closed_after_the_header_read_time
         "{:?}",
         started.elapsed()
     );
+}
+
+/// h2's client (under hyper and tonic) writes a `PING` acknowledgement ahead of the streams it
+/// has queued. Taken in that order, the acknowledgement of hyper's shutdown `PING` would close
+/// the window before those streams, and they would be refused (above the final `GOAWAY`'s
+/// last-stream-id): `serve` lets them in first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_streams_queued_behind_the_shutdown_ping_ack_are_served_not_refused() {
+    use raw::{ACK, END_HEADERS, END_STREAM, GOAWAY, HEADERS, PING, RST_STREAM};
+    fn last_stream(goaway: &raw::Frame) -> u32 {
+        u32::from_be_bytes(goaway.payload[..4].try_into().unwrap()) & 0x7fff_ffff
+    }
+    let server = start(|serve| serve).await;
+    let mut h2 = raw::H2::connect(server.addr).await;
+    // Stream 1 stays in flight: the connection stays open through the goodbye.
+    h2.send(HEADERS, END_HEADERS | END_STREAM, 1, &raw::get("/held"))
+        .await;
+    support::eventually("stream 1 in flight", || server.tracker.in_flight() == 1).await;
+
+    server.tracker.announce_shutdown();
+    let frames = h2.until(|f| f.kind == PING && f.flags & ACK == 0).await;
+    let notice = frames.iter().find(|f| f.kind == GOAWAY).expect("a GOAWAY");
+    assert_eq!(
+        last_stream(notice),
+        0x7fff_ffff,
+        "the first GOAWAY refuses nothing"
+    );
+    let ping = frames.last().unwrap();
+    // In one write, as h2's client sends them: the acknowledgement, then two queued streams.
+    let mut bytes = raw::encode(PING, ACK, 0, &ping.payload);
+    for stream in [3, 5] {
+        bytes.extend(raw::encode(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            stream,
+            &raw::get("/"),
+        ));
+    }
+    tokio::io::AsyncWriteExt::write_all(&mut h2.stream, &bytes)
+        .await
+        .unwrap();
+
+    let mut ended = Vec::new();
+    let mut last = None;
+    h2.until(|f| {
+        assert_ne!(f.kind, RST_STREAM, "stream {} reset", f.stream);
+        if f.kind == GOAWAY {
+            let final_last = last_stream(f);
+            assert_eq!(
+                final_last, 5,
+                "the final GOAWAY counts the queued streams in"
+            );
+            last = Some(final_last);
+        }
+        if f.kind != GOAWAY && f.flags & END_STREAM != 0 {
+            ended.push(f.stream);
+        }
+        last.is_some() && ended.len() == 2
+    })
+    .await;
+    ended.sort_unstable();
+    assert_eq!(ended, [3, 5], "both served");
+
+    server.release.cancel();
+    h2.until(|f| f.stream == 1 && f.flags & END_STREAM != 0)
+        .await;
 }

@@ -2,6 +2,9 @@
 //! tell the protocol ([`Prefix`]), and when hyper drops it (the connection closed, or the
 //! upgraded stream of a WebSocket ended), gives the stream back to the connection's task, which
 //! counts the connection as closed only then and closes the stream itself (`linger.rs`).
+//! Once an HTTP/2 connection is told to leave, its reads go through [`HeldPong`], which keeps
+//! the client's acknowledgement of hyper's shutdown `PING` behind the streams the client had
+//! queued.
 
 use std::io;
 use std::pin::Pin;
@@ -12,7 +15,8 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::oneshot;
 
-use super::protocol::Prefix;
+use super::held_pong::HeldPong;
+use super::protocol::{Prefix, Protocol};
 use super::state::ConnState;
 
 /// The connection's stream as hyper sees it.
@@ -25,6 +29,8 @@ pub(super) struct ConnIo<Io> {
     back: Option<oneshot::Sender<Io>>,
     /// Told of every write (`ConnState::wrote`).
     state: Option<Arc<ConnState>>,
+    /// HTTP/2, once told to leave: made when the task says so (`ConnState::going_away`).
+    pong: Option<Box<HeldPong>>,
 }
 
 impl<Io> ConnIo<Io> {
@@ -41,8 +47,16 @@ impl<Io> ConnIo<Io> {
             replayed: 0,
             back: Some(back),
             state,
+            pong: None,
         };
         (conn, returned)
+    }
+
+    /// An HTTP/2 connection its task told to leave.
+    fn going_away(&self) -> bool {
+        self.state.as_ref().is_some_and(|state| {
+            state.protocol == Protocol::Http2 && state.going_away.load(Ordering::Relaxed)
+        })
     }
 
     fn wrote(&self) {
@@ -81,7 +95,19 @@ impl<Io: AsyncRead + Unpin> AsyncRead for ConnIo<Io> {
             self.replayed += n as u8; // at most the prefix's length
             return Poll::Ready(Ok(()));
         }
-        self.io().poll_read(cx, buf)
+        if self.pong.is_none() && self.going_away() {
+            let mut pong = Box::<HeldPong>::default();
+            pong.watch();
+            self.pong = Some(pong);
+        }
+        let this = &mut *self;
+        match &mut this.pong {
+            Some(pong) if pong.is_active() => {
+                let io = Pin::new(this.io.as_mut().expect("present until dropped"));
+                pong.poll_read(cx, buf, |cx, buf| io.poll_read(cx, buf))
+            }
+            _ => this.io().poll_read(cx, buf),
+        }
     }
 }
 

@@ -267,6 +267,7 @@ async fn serve_stream<Io, S>(
             // as told to leave (the shutdown did not ask). Fires once.
             Woke::Idle => {
                 idle_timer.set(idle(None, Duration::ZERO));
+                state.going_away.store(true, Ordering::Relaxed);
                 connection.as_mut().graceful_shutdown();
                 continue;
             }
@@ -286,6 +287,7 @@ async fn serve_stream<Io, S>(
             Action::TellToLeave => {
                 // From here, a write is a response finishing: the close then lingers.
                 state.wrote.store(false, Ordering::Relaxed);
+                state.going_away.store(true, Ordering::Relaxed);
                 connection.as_mut().graceful_shutdown();
                 state.guard.told_to_leave();
             }

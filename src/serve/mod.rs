@@ -147,6 +147,7 @@ mod bind;
 mod conn_io;
 mod connection;
 mod gate;
+mod held_pong;
 mod hyper_conn;
 mod idle;
 mod leave;

@@ -21,6 +21,8 @@ pub(super) struct ConnState {
     /// its responses carry `Connection: close` from then on.
     pub(super) leave: AtomicBool,
     pub(super) had_request: AtomicBool,
+    /// HTTP/2: set just before the task asks hyper to say goodbye (`held_pong.rs`).
+    pub(super) going_away: AtomicBool,
     /// Set by every write to the socket (`ConnIo`), cleared when the connection is told to
     /// leave: whether it closes right after a response, or idle (`linger.rs`).
     pub(super) wrote: AtomicBool,
@@ -38,6 +40,7 @@ impl ConnState {
             tracker,
             leave: AtomicBool::new(false),
             had_request: AtomicBool::new(false),
+            going_away: AtomicBool::new(false),
             wrote: AtomicBool::new(false),
         }
     }
