@@ -7,11 +7,17 @@
 # from h2load (4 connections; HTTP/2 with 4 streams each). Instructions per request =
 # (total - total without requests) / N, every thread counted. Prints them and the ratio.
 #
+# Not quite deterministic with two worker threads and h2load's batching (the same binary
+# varies by about 0.3 % between runs): ROUNDS alternates the servers that many times and
+# prints each round, then the median ratio and its range.
+#
 #   bash scripts/callgrind-serve.sh              # N=4000, HTTP/1.1 and HTTP/2, release build
+#   ROUNDS=3 bash scripts/callgrind-serve.sh     # three alternating rounds, median ratio
 #   N=2000 PROTOCOLS=h1 bash scripts/callgrind-serve.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-4000}
+ROUNDS=${ROUNDS:-1}
 PROTOCOLS=${PROTOCOLS:-h1 h2}
 BIN=${BIN:-}
 if [[ -z $BIN ]]; then
@@ -45,15 +51,20 @@ instructions() {
   sed -n 's/^summary: //p;s/^totals: //p' "$out.cg" | head -1
 }
 
-printf '%-8s %-7s %14s\n' protocol server "instr/request"
+printf '%-8s %-6s %-7s %14s\n' protocol round server "instr/request"
 for proto in $PROTOCOLS; do
-  declare -A per=()
-  for server in serve axum; do
-    base=$(instructions "$server" 0 "$proto")
-    total=$(instructions "$server" "$N" "$proto")
-    per[$server]=$(( (total - base) / N ))
-    printf '%-8s %-7s %14d\n' "$proto" "$server" "${per[$server]}"
+  ratios=()
+  for round in $(seq "$ROUNDS"); do
+    declare -A per=()
+    for server in serve axum; do
+      base=$(instructions "$server" 0 "$proto")
+      total=$(instructions "$server" "$N" "$proto")
+      per[$server]=$(( (total - base) / N ))
+      printf '%-8s %-6s %-7s %14d\n' "$proto" "$round" "$server" "${per[$server]}"
+    done
+    ratios+=("$(awk -v s="${per[serve]}" -v a="${per[axum]}" 'BEGIN { printf "%.4f", s / a }')")
   done
-  awk -v s="${per[serve]}" -v a="${per[axum]}" -v p="$proto" \
-    'BEGIN { printf "%-8s serve/axum::serve: %.3f\n", p, s / a }'
+  printf '%s\n' "${ratios[@]}" | sort -n | awk -v p="$proto" '
+    { r[NR] = $1 }
+    END { printf "%-8s serve/axum::serve: %.3f (median of %d; %.3f to %.3f)\n", p, r[int((NR + 1) / 2)], NR, r[1], r[NR] }'
 done
