@@ -6,7 +6,7 @@ mod client_support;
 
 use client_support::*;
 use h2::Reason;
-use tower_drain::client::{RetryReason, TransparentRetryLayer};
+use tower_drain::client::{RetryBudget, RetryReason, TransparentRetryLayer};
 
 const CALLS: usize = 1000;
 const CONCURRENCY: usize = 64;
@@ -15,10 +15,19 @@ async fn all_succeed_once(
     net: Net,
     plan: impl Fn(usize) -> ConnPlan + Send + Sync + 'static,
 ) -> TransparentRetryLayer {
+    all_succeed_once_behind(net, plan, TransparentRetryLayer::default(), CALLS).await
+}
+
+/// Makes `calls` calls through `layer`: none fails, each is processed once.
+async fn all_succeed_once_behind(
+    net: Net,
+    plan: impl Fn(usize) -> ConnPlan + Send + Sync + 'static,
+    layer: TransparentRetryLayer,
+    calls: usize,
+) -> TransparentRetryLayer {
     let server = start(net, plan).await;
-    let layer = TransparentRetryLayer::default();
     let client = server.client(&layer);
-    let (ids, failures) = run(&client, "call", CALLS, CONCURRENCY).await;
+    let (ids, failures) = run(&client, "call", calls, CONCURRENCY).await;
     assert!(
         failures.is_empty(),
         "{} failed, first: {:?}",
@@ -123,4 +132,32 @@ async fn a_balancer_closing_before_the_server_speaks_loses_nothing_over_tcp() {
 #[tokio::test]
 async fn a_balancer_closing_before_the_server_speaks_loses_nothing_in_memory() {
     connections_closed_before_the_server_spoke_are_retried(Net::Memory).await;
+}
+
+async fn goaway_overtaken_by_a_reset_is_still_read(net: Net) {
+    // Every connection, once 100 streams have arrived, sends GOAWAY(NO_ERROR) naming the last
+    // stream it answered and, once the client has acknowledged it, closes with a reset while
+    // the client still writes its later streams: the client must read the GOAWAY and the
+    // answers it has received, not fail every stream on the write that met the reset. Whether
+    // a write meets the reset before the GOAWAY is read is a race: 30 connections end so, each
+    // with up to 64 calls above its last stream, and a call may be turned away by several in a
+    // row: the budget and the retries are raised to let them all through.
+    let budget = RetryBudget::new(1.0, 100, 1000);
+    let layer = TransparentRetryLayer::default()
+        .budget(budget)
+        .max_refused_retries(10);
+    let plan = |_| ConnPlan::RawGoAwayThenReset { after: 100 };
+    let layer = all_succeed_once_behind(net, plan, layer, 3 * CALLS).await;
+    let stats = layer.stats();
+    assert!(stats.retries(RetryReason::AboveGoAway) > 0, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_goaway_overtaken_by_a_reset_is_still_read_over_tcp() {
+    goaway_overtaken_by_a_reset_is_still_read(Net::Tcp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_goaway_overtaken_by_a_reset_is_still_read_in_memory() {
+    goaway_overtaken_by_a_reset_is_still_read(Net::Memory).await;
 }

@@ -141,6 +141,7 @@ mod future;
 mod layer;
 mod preface;
 mod replay;
+mod reset;
 mod service;
 mod stats;
 
