@@ -5,6 +5,8 @@
 mod client_support;
 
 use client_support::*;
+use std::time::Duration;
+
 use h2::Reason;
 use tower_drain::client::{RetryBudget, RetryReason, TransparentRetryLayer};
 
@@ -160,4 +162,47 @@ async fn a_goaway_overtaken_by_a_reset_is_still_read_over_tcp() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_goaway_overtaken_by_a_reset_is_still_read_in_memory() {
     goaway_overtaken_by_a_reset_is_still_read(Net::Memory).await;
+}
+
+#[tokio::test]
+async fn calls_over_tonic_tls_above_the_preface_connector_succeed() {
+    // tonic's `ClientTlsConfig` runs TLS above the connector: the connector must let the
+    // handshake through instead of reading it as HTTP/2 frames.
+    let server = start_tls(|_| Before::Serve).await;
+    let layer = TransparentRetryLayer::default();
+    let client = server.client(&layer);
+    let calls = run(&client, "tls", 100, 8);
+    let (ids, failures) = tokio::time::timeout(Duration::from_secs(20), calls)
+        .await
+        .expect("the TLS handshake stalled");
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(server.log.not_once(&ids), vec![]);
+    assert_eq!(layer.stats().total_retries(), 0);
+}
+
+#[tokio::test]
+async fn tls_connections_closed_before_the_handshake_ended_are_retried() {
+    // A balancer whose server is gone, under TLS: the first connection reads the
+    // `ClientHello` and closes ("tls handshake eof"), the second closes at once.
+    let server = start_tls(|i| match i {
+        0 => Before::ReadThenClose,
+        1 => Before::CloseAtOnce,
+        _ => Before::Serve,
+    })
+    .await;
+    let layer = TransparentRetryLayer::default();
+    let client = server.client(&layer);
+    let calls = run(&client, "tls", 100, 8);
+    let (ids, failures) = tokio::time::timeout(Duration::from_secs(20), calls)
+        .await
+        .expect("the TLS handshake stalled");
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        failures.first()
+    );
+    assert_eq!(server.log.not_once(&ids), vec![]);
+    let stats = layer.stats();
+    assert!(stats.retries(RetryReason::ConnectFailed) > 0, "{stats:?}");
 }

@@ -6,6 +6,7 @@
 
 pub mod raw;
 pub mod server;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::io;
@@ -25,6 +26,7 @@ use tower_drain::client::{PrefaceConnector, TransparentRetry, TransparentRetryLa
 
 pub use raw::Last;
 pub use server::{ConnPlan, StreamPlan};
+pub use tls::{start_tls, Before};
 
 /// Where the client connects: a TCP listener, or the server's end of in-memory pipes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
