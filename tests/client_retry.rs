@@ -4,6 +4,7 @@
 
 mod client_support;
 
+use client_support::tls::{start_tls, Before};
 use client_support::*;
 use std::time::Duration;
 

@@ -12,8 +12,20 @@
 //! [`classify`](super::classify) reads as
 //! [`ClosedBeforePreface`](super::RetryReason::ClosedBeforePreface).
 //!
-//! For cleartext HTTP/2 with prior knowledge only (tonic's `http://` channels, hyper-util's
-//! client with `http2_only(true)`): it reads the bytes hyper writes as HTTP/2 frames.
+//! The gate is for cleartext HTTP/2 with prior knowledge (tonic's `http://` channels,
+//! hyper-util's client with `http2_only(true)`): it reads the bytes hyper writes as HTTP/2
+//! frames. A connection whose first bytes are not the client's HTTP/2 preface is passed
+//! through untouched: TLS that tonic's `ClientTlsConfig` runs above this connector (its
+//! `ClientHello`), HTTP/1.1. Under TLS, a connection closed before the handshake ended fails
+//! in tonic's connect, which [`classify`](super::classify) retries as
+//! [`ConnectFailed`](super::RetryReason::ConnectFailed); once the handshake is done the
+//! HTTP/2 preface travels encrypted and cannot be waited for here, so a TLS connection closed
+//! after its handshake and before the server's `SETTINGS` fails its calls with an I/O error
+//! that goes back to the caller.
+//!
+//! On every connection, gated or passed through, a write that meets a reset (`EPIPE`,
+//! `ECONNRESET`, `ECONNABORTED`) is reported done and its error held until the reads end, so
+//! that h2 reads the `GOAWAY` the server sent before it (see `reset.rs`).
 
 use std::error::Error;
 use std::fmt;

@@ -26,7 +26,6 @@ use tower_drain::client::{PrefaceConnector, TransparentRetry, TransparentRetryLa
 
 pub use raw::Last;
 pub use server::{ConnPlan, StreamPlan};
-pub use tls::{start_tls, Before};
 
 /// Where the client connects: a TCP listener, or the server's end of in-memory pipes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
