@@ -132,7 +132,8 @@
 //! stream with that I/O error without reading the `GOAWAY` already received. The connector
 //! reports such a write done and returns its error only once the reads have ended, as
 //! grpc-go's transport does: the streams above the last one are retried, those at or below it
-//! go back.
+//! go back. (A call hyper hands to h2 just after the connection failed gets the connection's
+//! I/O error, not the `GOAWAY`'s, though it was never sent; it goes back too.)
 //!
 //! ## With TLS
 //!
