@@ -23,9 +23,10 @@
 //! after its handshake and before the server's `SETTINGS` fails its calls with an I/O error
 //! that goes back to the caller.
 //!
-//! On every connection, gated or passed through, a write that meets a reset (`EPIPE`,
-//! `ECONNRESET`, `ECONNABORTED`) is reported done and its error held until the reads end, so
-//! that h2 reads the `GOAWAY` the server sent before it (see `reset.rs`).
+//! Once the server has spoken, or on a connection passed through, a write that meets a reset
+//! (`EPIPE`, `ECONNRESET`, `ECONNABORTED`) is reported done and its error held until the reads
+//! end, so that h2 reads the `GOAWAY` the server sent before it (see `reset.rs`). Before the
+//! server has spoken it fails the connection at once, as closed before the preface.
 
 use std::error::Error;
 use std::fmt;
@@ -144,9 +145,11 @@ where
 /// A connection that does not start with the client's HTTP/2 preface (TLS put above the
 /// connector by tonic's `ClientTlsConfig`, HTTP/1.1) is passed through untouched.
 ///
-/// A write that fails because the server or a balancer reset the connection (`EPIPE`,
-/// `ECONNRESET`, `ECONNABORTED`) is reported done and its error held until the reads have
-/// ended, so that h2 still reads the `GOAWAY` the server sent before the reset.
+/// Once the server has spoken (or the connection is passed through), a write that fails
+/// because the server or a balancer reset the connection (`EPIPE`, `ECONNRESET`,
+/// `ECONNABORTED`) is reported done and its error held until the reads have ended, so that h2
+/// still reads the `GOAWAY` the server sent before the reset. Before, it fails the connection
+/// at once, as closed before the preface.
 #[derive(Debug)]
 pub struct PrefaceGated<T> {
     inner: DeferredReset<T>,
@@ -198,6 +201,7 @@ impl<T: Read + Unpin> PrefaceGated<T> {
         }
         self.early.extend_from_slice(buf.filled());
         self.gate = Gate::Open;
+        self.inner.arm();
         Poll::Ready(Ok(()))
     }
 }
@@ -237,6 +241,7 @@ impl<T: Read + Write + Unpin> Write for PrefaceGated<T> {
         if this.gate == Gate::Waiting && !this.writer.continues_magic(buf) {
             // A TLS `ClientHello` (tonic's TLS is above this connector), or HTTP/1.1.
             this.gate = Gate::Bypassed;
+            this.inner.arm();
         }
         if this.gate != Gate::Waiting {
             return Pin::new(&mut this.inner).poll_write(cx, buf);

@@ -20,6 +20,11 @@ use hyper::rt::{Read, ReadBuf, ReadBufCursor, Write};
 #[derive(Debug)]
 pub(crate) struct DeferredReset<T> {
     inner: T,
+    /// Whether write errors are deferred: not while [`PrefaceGated`](super::PrefaceGated)
+    /// holds stream frames back, where a reset must fail the connection at once as closed
+    /// before the preface (deferred, the stream frames written after it would be dropped
+    /// unsent and then fail with an I/O error that is not retried).
+    armed: bool,
     /// The kind of the first write error that meant the server is gone; from then on, the
     /// inner I/O is not written to.
     reset: Option<io::ErrorKind>,
@@ -33,9 +38,15 @@ impl<T> DeferredReset<T> {
     pub(crate) fn new(inner: T) -> Self {
         Self {
             inner,
+            armed: false,
             reset: None,
             read_ended: false,
         }
+    }
+
+    /// From now on, a write that meets a reset is deferred.
+    pub(crate) fn arm(&mut self) {
+        self.armed = true;
     }
 
     pub(crate) fn get_ref(&self) -> &T {
@@ -45,7 +56,7 @@ impl<T> DeferredReset<T> {
     /// What a write that met `error` returns: `Ok(len)` while the reads may still deliver the
     /// server's last frames, the error once they cannot.
     fn defer(&mut self, error: io::Error, len: usize) -> io::Result<usize> {
-        if self.read_ended || !is_reset(&error) {
+        if !self.armed || self.read_ended || !is_reset(&error) {
             return Err(error);
         }
         self.reset = Some(error.kind());
@@ -160,6 +171,7 @@ mod tests {
     async fn a_write_that_meets_a_closed_peer_lets_the_reads_deliver_what_it_sent() {
         let (client, mut server) = tokio::io::duplex(1024);
         let mut io = DeferredReset::new(TokioIo::new(client));
+        io.arm();
         server.write_all(b"goaway").await.unwrap();
         drop(server);
         // The peer is gone: the write would fail with EPIPE, and is reported done.
@@ -178,8 +190,18 @@ mod tests {
     async fn other_write_errors_are_not_deferred() {
         let (client, _server) = tokio::io::duplex(1024);
         let mut io = DeferredReset::new(TokioIo::new(client));
+        io.arm();
         let error = io.defer(io::ErrorKind::TimedOut.into(), 5).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
         assert!(io.reset.is_none());
+    }
+
+    #[tokio::test]
+    async fn before_it_is_armed_a_write_that_meets_a_closed_peer_fails() {
+        let (client, server) = tokio::io::duplex(1024);
+        let mut io = DeferredReset::new(TokioIo::new(client));
+        drop(server);
+        let error = write(&mut io).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::BrokenPipe);
     }
 }
