@@ -4,9 +4,12 @@
 
 mod client_support;
 
+use client_support::tls::{start_tls, Before};
 use client_support::*;
+use std::time::Duration;
+
 use h2::Reason;
-use tower_drain::client::{RetryReason, TransparentRetryLayer};
+use tower_drain::client::{RetryBudget, RetryReason, TransparentRetryLayer};
 
 const CALLS: usize = 1000;
 const CONCURRENCY: usize = 64;
@@ -15,10 +18,19 @@ async fn all_succeed_once(
     net: Net,
     plan: impl Fn(usize) -> ConnPlan + Send + Sync + 'static,
 ) -> TransparentRetryLayer {
+    all_succeed_once_behind(net, plan, TransparentRetryLayer::default(), CALLS).await
+}
+
+/// Makes `calls` calls through `layer`: none fails, each is processed once.
+async fn all_succeed_once_behind(
+    net: Net,
+    plan: impl Fn(usize) -> ConnPlan + Send + Sync + 'static,
+    layer: TransparentRetryLayer,
+    calls: usize,
+) -> TransparentRetryLayer {
     let server = start(net, plan).await;
-    let layer = TransparentRetryLayer::default();
     let client = server.client(&layer);
-    let (ids, failures) = run(&client, "call", CALLS, CONCURRENCY).await;
+    let (ids, failures) = run(&client, "call", calls, CONCURRENCY).await;
     assert!(
         failures.is_empty(),
         "{} failed, first: {:?}",
@@ -123,4 +135,81 @@ async fn a_balancer_closing_before_the_server_speaks_loses_nothing_over_tcp() {
 #[tokio::test]
 async fn a_balancer_closing_before_the_server_speaks_loses_nothing_in_memory() {
     connections_closed_before_the_server_spoke_are_retried(Net::Memory).await;
+}
+
+async fn goaway_overtaken_by_a_reset_is_still_read(net: Net) {
+    // Every connection, once 100 streams have arrived, sends GOAWAY(NO_ERROR) naming the last
+    // stream it answered and, once the client has acknowledged it, closes with a reset while
+    // the client still writes its later streams: the client must read the GOAWAY and the
+    // answers it has received, not fail every stream on the write that met the reset. Whether
+    // a write meets the reset before the GOAWAY is read is a race: 30 connections end so, each
+    // with up to 64 calls above its last stream, and a call may be turned away by several in a
+    // row: the budget and the retries are raised to let them all through.
+    let budget = RetryBudget::new(1.0, 100, 1000);
+    let layer = TransparentRetryLayer::default()
+        .budget(budget)
+        .max_refused_retries(10);
+    let plan = |_| ConnPlan::RawGoAwayThenReset { after: 100 };
+    let layer = all_succeed_once_behind(net, plan, layer, 3 * CALLS).await;
+    let stats = layer.stats();
+    assert!(stats.retries(RetryReason::AboveGoAway) > 0, "{stats:?}");
+}
+
+// One thread: over TCP the connection's task writes before its reactor has seen the reset
+// (the socket's read readiness is stale), and hyper's dispatch does not race h2's connection
+// task on another thread (a call it hands to h2 after the connection failed gets the I/O
+// error, and cannot be told from one that was sent).
+#[tokio::test]
+async fn a_goaway_overtaken_by_a_reset_is_still_read_over_tcp() {
+    goaway_overtaken_by_a_reset_is_still_read(Net::Tcp).await;
+}
+
+// Two workers: in memory the write meets the closed pipe only when the connection's task is
+// writing on one thread while the server sends and closes on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_goaway_overtaken_by_a_reset_is_still_read_in_memory() {
+    goaway_overtaken_by_a_reset_is_still_read(Net::Memory).await;
+}
+
+#[tokio::test]
+async fn calls_over_tonic_tls_above_the_preface_connector_succeed() {
+    // tonic's `ClientTlsConfig` runs TLS above the connector: the connector must let the
+    // handshake through instead of reading it as HTTP/2 frames.
+    let server = start_tls(|_| Before::Serve).await;
+    let layer = TransparentRetryLayer::default();
+    let client = server.client(&layer);
+    let calls = run(&client, "tls", 100, 8);
+    let (ids, failures) = tokio::time::timeout(Duration::from_secs(20), calls)
+        .await
+        .expect("the TLS handshake stalled");
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(server.log.not_once(&ids), vec![]);
+    assert_eq!(layer.stats().total_retries(), 0);
+}
+
+#[tokio::test]
+async fn tls_connections_closed_before_the_handshake_ended_are_retried() {
+    // A balancer whose server is gone, under TLS: the first connection reads the
+    // `ClientHello` and closes ("tls handshake eof"), the second closes at once.
+    let server = start_tls(|i| match i {
+        0 => Before::ReadThenClose,
+        1 => Before::CloseAtOnce,
+        _ => Before::Serve,
+    })
+    .await;
+    let layer = TransparentRetryLayer::default();
+    let client = server.client(&layer);
+    let calls = run(&client, "tls", 100, 8);
+    let (ids, failures) = tokio::time::timeout(Duration::from_secs(20), calls)
+        .await
+        .expect("the TLS handshake stalled");
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        failures.first()
+    );
+    assert_eq!(server.log.not_once(&ids), vec![]);
+    let stats = layer.stats();
+    assert!(stats.retries(RetryReason::ConnectFailed) > 0, "{stats:?}");
 }

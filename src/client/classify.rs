@@ -18,8 +18,9 @@ pub enum RetryReason {
     /// hyper gave the request back before writing it (`hyper::Error::is_canceled`): it was
     /// still queued when its connection closed, or the connection was not ready.
     NotSent,
-    /// The connection could not be made (hyper-util's `Error::is_connect`, or
-    /// `ECONNREFUSED`): nothing was written.
+    /// The connection could not be made (hyper-util's `Error::is_connect`, `ECONNREFUSED`, or
+    /// a tonic connect error whose connection was closed or reset before it was up, TLS
+    /// handshake included): nothing was written.
     ConnectFailed,
     /// A new cleartext HTTP/2 connection closed before the server's first byte (its
     /// `SETTINGS`), while [`PrefaceConnector`](super::PrefaceConnector) held every stream
@@ -89,10 +90,37 @@ pub fn classify(error: &(dyn Error + 'static)) -> Option<RetryReason> {
             if error.is_connect() {
                 return Some(RetryReason::ConnectFailed);
             }
+        } else if let Some(error) = error.downcast_ref::<tonic::ConnectError>() {
+            return classify_connect(error);
         } else if let Some(error) = error.downcast_ref::<h2::Error>() {
             return classify_h2(error);
         } else if let Some(error) = error.downcast_ref::<io::Error>() {
             return classify_io(error);
+        }
+        next = error.source();
+    }
+    None
+}
+
+/// tonic's connect error wraps what its connector failed with, the TLS handshake included
+/// (tonic's `ClientTlsConfig` runs it there): the connection was never handed to hyper, so
+/// no byte of a request was written. Retried when the connection was refused, or closed or
+/// reset before the handshake ended (rustls' "tls handshake eof", a server or balancer that
+/// accepted and closed); not for what a retry would meet again (a certificate refused, a name
+/// that does not resolve, a timeout that spent the deadline).
+fn classify_connect(error: &tonic::ConnectError) -> Option<RetryReason> {
+    let mut next = error.source();
+    while let Some(error) = next {
+        if let Some(error) = error.downcast_ref::<io::Error>() {
+            let closed = matches!(
+                error.kind(),
+                io::ErrorKind::ConnectionRefused
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::UnexpectedEof
+            );
+            return closed.then_some(RetryReason::ConnectFailed);
         }
         next = error.source();
     }
@@ -121,5 +149,56 @@ fn classify_io(error: &io::Error) -> Option<RetryReason> {
         Some(RetryReason::ConnectFailed)
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type BoxError = Box<dyn Error + Send + Sync>;
+
+    fn connect_error(cause: io::Error) -> BoxError {
+        Box::new(tonic::ConnectError(Box::new(cause)))
+    }
+
+    #[test]
+    fn a_tls_handshake_closed_by_the_server_is_a_connect_failure() {
+        // What tokio-rustls returns when the connection ends mid-handshake.
+        let eof = io::Error::new(io::ErrorKind::UnexpectedEof, "tls handshake eof");
+        assert_eq!(
+            classify(&*connect_error(eof)),
+            Some(RetryReason::ConnectFailed)
+        );
+        for kind in [
+            io::ErrorKind::ConnectionReset,
+            io::ErrorKind::BrokenPipe,
+            io::ErrorKind::ConnectionRefused,
+        ] {
+            let error = connect_error(kind.into());
+            assert_eq!(
+                classify(&*error),
+                Some(RetryReason::ConnectFailed),
+                "{kind:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_end_of_file_outside_a_connect_error_is_not_retried() {
+        // The same EOF on a connection that carried requests says nothing about them.
+        let eof = io::Error::new(io::ErrorKind::UnexpectedEof, "tls handshake eof");
+        assert_eq!(classify(&eof), None);
+        let reset: BoxError = Box::new(io::Error::from(io::ErrorKind::ConnectionReset));
+        assert_eq!(classify(&*reset), None);
+    }
+
+    #[test]
+    fn a_connect_error_a_retry_would_meet_again_is_not_retried() {
+        let refused_certificate =
+            io::Error::new(io::ErrorKind::InvalidData, "invalid peer certificate");
+        assert_eq!(classify(&*connect_error(refused_certificate)), None);
+        let timeout = connect_error(io::ErrorKind::TimedOut.into());
+        assert_eq!(classify(&*timeout), None);
     }
 }

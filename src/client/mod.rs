@@ -68,7 +68,9 @@
 //! Only what the error's source chain proves unprocessed ([`RetryReason`]):
 //!
 //! * **never sent**: `hyper::Error::is_canceled` (hyper gave the request back unwritten), a
-//!   connect error (hyper-util's `Error::is_connect`, or `ECONNREFUSED` in tonic's chain);
+//!   connect error (hyper-util's `Error::is_connect`; in tonic's `ConnectError`, a connection
+//!   refused, or closed or reset before it was up, its TLS handshake included: rustls' "tls
+//!   handshake eof");
 //! * **refused**: `RST_STREAM` with `REFUSED_STREAM` from the server (RFC 9113 §8.7);
 //! * **above the last stream of a graceful `GOAWAY`** (`NO_ERROR`, RFC 9113 §6.8);
 //! * **closed before the server's preface**, on a connection from [`PrefaceConnector`].
@@ -124,6 +126,50 @@
 //! tonic's `Endpoint::connect_with_connector`, or hyper-util's client with `http2_only`),
 //! they are retried. It costs one round trip on a new connection's first call.
 //!
+//! It also keeps a graceful `GOAWAY` readable when a reset overtakes it: a server (or the
+//! balancer in front of it) that sends `GOAWAY` and closes while the client is still writing
+//! makes the client's next write fail with `EPIPE` or `ECONNRESET`, and h2 would fail every
+//! stream with that I/O error without reading the `GOAWAY` already received. The connector
+//! reports such a write done and returns its error only once the reads have ended, as
+//! grpc-go's transport does: the streams above the last one are retried, those at or below it
+//! go back. (A call hyper hands to h2 just after the connection failed gets the connection's
+//! I/O error, not the `GOAWAY`'s, though it was never sent; it goes back too.)
+//!
+//! ## With TLS
+//!
+//! tonic's `ClientTlsConfig` (tonic's `tls-ring` or `tls-aws-lc` feature) runs TLS above the
+//! connector. [`PrefaceConnector`] sees that the connection does not start with HTTP/2's
+//! preface and passes it through; a connection closed before its handshake ended is retried
+//! as [`ConnectFailed`](RetryReason::ConnectFailed), since no request is written before the
+//! handshake. What TLS hides is the server's `SETTINGS`: a connection closed after the
+//! handshake and before the server's preface fails its calls with an I/O error, handed back.
+//! A TLS-terminating balancer answers the handshake itself, so behind one only the answers
+//! the layer reads from HTTP/2 (`REFUSED_STREAM`, `GOAWAY`) make a call retryable.
+//!
+//! ```no_run
+//! use hyper_util::client::legacy::connect::HttpConnector;
+//! use tonic::transport::{ClientTlsConfig, Endpoint};
+//! use tonic_health::pb::health_client::HealthClient;
+//! use tower::ServiceBuilder;
+//! use tower_drain::client::{PrefaceConnector, TransparentRetryLayer};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut http = HttpConnector::new();
+//! http.enforce_http(false);
+//! // The roots of tonic's `tls-native-roots` or `tls-webpki-roots` feature, or `ca_certificate`.
+//! let channel = Endpoint::from_static("https://grpc.example.com")
+//!     .tls_config(ClientTlsConfig::new().with_enabled_roots())?
+//!     .connect_with_connector_lazy(PrefaceConnector::new(http));
+//! let client = HealthClient::new(
+//!     ServiceBuilder::new()
+//!         .layer(TransparentRetryLayer::default())
+//!         .service(channel),
+//! );
+//! # drop(client);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! [grpc-rust #2185]: https://github.com/hyperium/tonic/issues/2185
 //! [tonic #733]: https://github.com/hyperium/tonic/issues/733
 //! [`shouldRetry`]: https://github.com/grpc/grpc-go/blob/master/stream.go
@@ -141,6 +187,7 @@ mod future;
 mod layer;
 mod preface;
 mod replay;
+mod reset;
 mod service;
 mod stats;
 

@@ -12,8 +12,21 @@
 //! [`classify`](super::classify) reads as
 //! [`ClosedBeforePreface`](super::RetryReason::ClosedBeforePreface).
 //!
-//! For cleartext HTTP/2 with prior knowledge only (tonic's `http://` channels, hyper-util's
-//! client with `http2_only(true)`): it reads the bytes hyper writes as HTTP/2 frames.
+//! The gate is for cleartext HTTP/2 with prior knowledge (tonic's `http://` channels,
+//! hyper-util's client with `http2_only(true)`): it reads the bytes hyper writes as HTTP/2
+//! frames. A connection whose first bytes are not the client's HTTP/2 preface is passed
+//! through untouched: TLS that tonic's `ClientTlsConfig` runs above this connector (its
+//! `ClientHello`), HTTP/1.1. Under TLS, a connection closed before the handshake ended fails
+//! in tonic's connect, which [`classify`](super::classify) retries as
+//! [`ConnectFailed`](super::RetryReason::ConnectFailed); once the handshake is done the
+//! HTTP/2 preface travels encrypted and cannot be waited for here, so a TLS connection closed
+//! after its handshake and before the server's `SETTINGS` fails its calls with an I/O error
+//! that goes back to the caller.
+//!
+//! Once the server has spoken, or on a connection passed through, a write that meets a reset
+//! (`EPIPE`, `ECONNRESET`, `ECONNABORTED`) is reported done and its error held until the reads
+//! end, so that h2 reads the `GOAWAY` the server sent before it (see `reset.rs`). Before the
+//! server has spoken it fails the connection at once, as closed before the preface.
 
 use std::error::Error;
 use std::fmt;
@@ -27,7 +40,11 @@ use hyper::rt::{Read, ReadBuf, ReadBufCursor, Write};
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use tower_service::Service;
 
-/// The length of the client's connection preface, `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`.
+use super::reset::DeferredReset;
+
+/// The client's connection preface (RFC 9113 §3.4).
+const MAGIC: &[u8; CLIENT_MAGIC] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// Its length.
 const CLIENT_MAGIC: usize = 24;
 /// The length of an HTTP/2 frame header.
 const FRAME_HEADER: usize = 9;
@@ -124,32 +141,51 @@ where
 
 /// A connection from [`PrefaceConnector`]: once the server's first byte has arrived it is the
 /// inner I/O plus one branch per call.
+///
+/// A connection that does not start with the client's HTTP/2 preface (TLS put above the
+/// connector by tonic's `ClientTlsConfig`, HTTP/1.1) is passed through untouched.
+///
+/// Once the server has spoken (or the connection is passed through), a write that fails
+/// because the server or a balancer reset the connection (`EPIPE`, `ECONNRESET`,
+/// `ECONNABORTED`) is reported done and its error held until the reads have ended, so that h2
+/// still reads the `GOAWAY` the server sent before the reset. Before, it fails the connection
+/// at once, as closed before the preface.
 #[derive(Debug)]
 pub struct PrefaceGated<T> {
-    inner: T,
-    /// Set by the server's first byte; from then on everything passes through.
-    open: bool,
-    /// Where the writer is in the client's bytes (only used while closed).
+    inner: DeferredReset<T>,
+    gate: Gate,
+    /// Where the writer is in the client's bytes (only used while waiting).
     writer: FrameCursor,
     /// The server's first bytes, read while a stream frame waited to be written.
     early: Vec<u8>,
     early_read: usize,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Gate {
+    /// Stream frames wait for the server's first byte.
+    Waiting,
+    /// The server has spoken: everything passes through.
+    Open,
+    /// Not HTTP/2 with prior knowledge: everything passes through, nothing is read as frames.
+    Bypassed,
+}
+
 impl<T> PrefaceGated<T> {
     fn new(inner: T) -> Self {
         Self {
-            inner,
-            open: false,
+            inner: DeferredReset::new(inner),
+            gate: Gate::Waiting,
             writer: FrameCursor::default(),
             early: Vec::new(),
             early_read: 0,
         }
     }
 
-    /// Whether the server has sent its first byte.
+    /// Whether the server has sent its first byte (always `false` on a connection passed
+    /// through untouched, which is not watched).
     pub fn server_spoke(&self) -> bool {
-        self.open
+        self.gate == Gate::Open
     }
 }
 
@@ -164,7 +200,8 @@ impl<T: Read + Unpin> PrefaceGated<T> {
             return Poll::Ready(Err(ClosedBeforePreface::eof()));
         }
         self.early.extend_from_slice(buf.filled());
-        self.open = true;
+        self.gate = Gate::Open;
+        self.inner.arm();
         Poll::Ready(Ok(()))
     }
 }
@@ -176,7 +213,7 @@ impl<T: Read + Unpin> Read for PrefaceGated<T> {
         mut buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if !this.open {
+        if this.gate == Gate::Waiting {
             ready!(this.poll_first_bytes(cx))?;
         }
         if this.early_read < this.early.len() {
@@ -201,7 +238,12 @@ impl<T: Read + Write + Unpin> Write for PrefaceGated<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.open {
+        if this.gate == Gate::Waiting && !this.writer.continues_magic(buf) {
+            // A TLS `ClientHello` (tonic's TLS is above this connector), or HTTP/1.1.
+            this.gate = Gate::Bypassed;
+            this.inner.arm();
+        }
+        if this.gate != Gate::Waiting {
             return Pin::new(&mut this.inner).poll_write(cx, buf);
         }
         let admitted = this.writer.clone().advance(buf, Mode::Admit);
@@ -220,10 +262,10 @@ impl<T: Read + Write + Unpin> Write for PrefaceGated<T> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let flushed = ready!(Pin::new(&mut this.inner).poll_flush(cx));
-        if this.open {
-            Poll::Ready(flushed)
-        } else {
+        if this.gate == Gate::Waiting {
             Poll::Ready(flushed.map_err(ClosedBeforePreface::wrap))
+        } else {
+            Poll::Ready(flushed)
         }
     }
 
@@ -234,7 +276,7 @@ impl<T: Read + Write + Unpin> Write for PrefaceGated<T> {
 
 impl<T: Connection> Connection for PrefaceGated<T> {
     fn connected(&self) -> Connected {
-        self.inner.connected()
+        self.inner.get_ref().connected()
     }
 }
 
@@ -267,6 +309,14 @@ impl Default for FrameCursor {
 }
 
 impl FrameCursor {
+    /// Whether `buf`, written next, continues the client's preface (or the preface is
+    /// behind): `false` for a connection that is not HTTP/2 with prior knowledge.
+    fn continues_magic(&self, buf: &[u8]) -> bool {
+        let at = CLIENT_MAGIC - self.magic_left;
+        let n = self.magic_left.min(buf.len());
+        buf[..n] == MAGIC[at..at + n]
+    }
+
     /// Moves over `buf`; returns how many bytes it moved over.
     fn advance(&mut self, buf: &[u8], mode: Mode) -> usize {
         let mut at = 0;
@@ -364,7 +414,7 @@ mod tests {
 
     #[test]
     fn admits_the_preface_and_connection_frames_but_not_a_stream_frame() {
-        let mut bytes = vec![b'P'; CLIENT_MAGIC];
+        let mut bytes = MAGIC.to_vec();
         bytes.extend(frame(0, 18)); // SETTINGS
         bytes.extend(frame(0, 4)); // WINDOW_UPDATE
         let admitted = bytes.len();
@@ -377,7 +427,7 @@ mod tests {
 
     #[test]
     fn a_header_split_by_a_short_write_is_finished_before_the_next_decision() {
-        let mut bytes = vec![b'P'; CLIENT_MAGIC];
+        let mut bytes = MAGIC.to_vec();
         bytes.extend(frame(0, 6));
         let mut cursor = FrameCursor::default();
         // The socket took the preface and 4 bytes of the SETTINGS header.
@@ -389,12 +439,48 @@ mod tests {
 
     #[test]
     fn a_header_not_yet_whole_in_the_buffer_waits() {
-        let mut bytes = vec![b'P'; CLIENT_MAGIC];
+        let mut bytes = MAGIC.to_vec();
         bytes.extend(&frame(0, 0)[..5]);
         assert_eq!(
             FrameCursor::default().advance(&bytes, Mode::Admit),
             CLIENT_MAGIC
         );
+    }
+
+    #[test]
+    fn the_client_preface_is_recognised_in_pieces_and_a_tls_client_hello_is_not() {
+        let mut cursor = FrameCursor::default();
+        assert!(cursor.continues_magic(&MAGIC[..5]));
+        cursor.advance(&MAGIC[..5], Mode::Commit);
+        assert!(cursor.continues_magic(&MAGIC[5..]));
+        cursor.advance(&MAGIC[5..], Mode::Commit);
+        assert!(cursor.continues_magic(&frame(1, 4)), "past the preface");
+        // A TLS record: handshake (0x16), TLS 1.0 record version, length.
+        assert!(!FrameCursor::default().continues_magic(&[0x16, 0x03, 0x01, 0x02, 0x00]));
+        assert!(!FrameCursor::default().continues_magic(b"GET / HTTP/1.1\r\n"));
+    }
+
+    #[tokio::test]
+    async fn a_tls_client_hello_is_written_whole_before_the_server_speaks() {
+        use hyper_util::rt::TokioIo;
+        use tokio::io::AsyncReadExt;
+
+        let (client, mut server) = tokio::io::duplex(4096);
+        let mut io = PrefaceGated::new(TokioIo::new(client));
+        // Its random bytes would read as a frame header on a stream: it must not wait.
+        let mut hello = vec![0x16, 0x03, 0x01, 0x01, 0x00];
+        hello.resize(261, 0xa5);
+        let mut sent = 0;
+        while sent < hello.len() {
+            let rest = &hello[sent..];
+            sent += std::future::poll_fn(|cx| Pin::new(&mut io).poll_write(cx, rest))
+                .await
+                .unwrap();
+        }
+        let mut received = vec![0; hello.len()];
+        server.read_exact(&mut received).await.unwrap();
+        assert_eq!(received, hello);
+        assert!(!io.server_spoke());
     }
 
     #[test]

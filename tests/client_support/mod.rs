@@ -6,9 +6,11 @@
 
 pub mod raw;
 pub mod server;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::io;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -90,6 +92,11 @@ pub async fn start(net: Net, plan: impl Fn(usize) -> ConnPlan + Send + Sync + 's
             tokio::spawn(async move {
                 while let Ok((stream, _)) = listener.accept().await {
                     stream.set_nodelay(true).unwrap();
+                    let index = accept_log.connections.load(Ordering::Relaxed);
+                    if plan(index).resets() {
+                        let linger = Some(std::time::Duration::ZERO);
+                        socket2::SockRef::from(&stream).set_linger(linger).unwrap();
+                    }
                     server::spawn_connection(stream, &accept_log, &*plan);
                 }
             });

@@ -31,17 +31,36 @@ pub enum Last {
     Zero,
     /// The highest stream received: those are served, later ones are not.
     Highest,
+    /// The highest stream such that every stream up to it has been received whole and
+    /// answered: nothing is left to serve, the server may close at once.
+    Answered,
+}
+
+/// How the connection ends once the streams at or below the last one are served.
+#[derive(Clone, Copy, Debug)]
+pub enum Close {
+    /// Reads until the client closes.
+    Drain,
+    /// Closes at once, unread bytes and all: over TCP with `SO_LINGER` 0 (set by the accept
+    /// loop), a reset that reaches the client while it still writes.
+    Reset,
 }
 
 /// Speaks first (empty `SETTINGS`), serves streams, and once `after` HEADERS have arrived
 /// sends `GOAWAY(last, reason)`; serves the streams at or below `last`, then closes.
-pub async fn goaway_after<T>(mut io: T, after: usize, last: Last, reason: Reason, log: Arc<Log>)
-where
-    T: AsyncRead + AsyncWrite + Unpin,
+pub async fn goaway_after<T>(
+    mut io: T,
+    after: usize,
+    last: Last,
+    reason: Reason,
+    close: Close,
+    log: Arc<Log>,
+) where
+    T: AsyncRead + AsyncWrite + Unacked + Unpin,
 {
     let _ = tokio::time::timeout(
         Duration::from_secs(10),
-        run(&mut io, after, last, reason, &log),
+        run(&mut io, after, last, reason, close, &log),
     )
     .await;
 }
@@ -51,10 +70,11 @@ async fn run<T>(
     after: usize,
     last: Last,
     reason: Reason,
+    close: Close,
     log: &Log,
 ) -> std::io::Result<()>
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unacked + Unpin,
 {
     io.write_all(&frame(SETTINGS, 0, 0, &[])).await?;
     let mut magic = [0; 24];
@@ -66,7 +86,13 @@ where
     loop {
         if let Some(last) = goaway {
             if open.keys().all(|id| *id > last) {
-                return drain(io).await;
+                return match close {
+                    Close::Drain => drain(io).await,
+                    Close::Reset => {
+                        delivered(io).await;
+                        Ok(())
+                    }
+                };
             }
         }
         let mut header = [0; 9];
@@ -87,6 +113,12 @@ where
                     let named = match last {
                         Last::Zero => 0,
                         Last::Highest => stream,
+                        // Streams are opened in order: every one below the lowest still
+                        // open was received whole, and answered.
+                        Last::Answered => open
+                            .keys()
+                            .min()
+                            .map_or(stream, |low| low.saturating_sub(2)),
                     };
                     let mut body = [0; 8];
                     body[..4].copy_from_slice(&named.to_be_bytes());
@@ -112,6 +144,48 @@ where
             }
             _ => {}
         }
+    }
+}
+
+/// Waits until the client has acknowledged every byte written: a reset destroys what the
+/// kernel has not sent yet (the `GOAWAY`, when the congestion window held it back).
+async fn delivered<T: Unacked>(io: &mut T) {
+    let start = tokio::time::Instant::now();
+    while io.unacked() > 0 && start.elapsed() < Duration::from_secs(1) {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// How many bytes written to a connection its peer has not acknowledged yet.
+pub trait Unacked {
+    fn unacked(&self) -> usize;
+}
+
+impl Unacked for tokio::io::DuplexStream {
+    fn unacked(&self) -> usize {
+        // What is written is in the client's buffer at once.
+        0
+    }
+}
+
+impl Unacked for tokio::net::TcpStream {
+    #[cfg(target_os = "linux")]
+    fn unacked(&self) -> usize {
+        use std::os::fd::AsRawFd;
+        let mut queued: libc::c_int = 0;
+        // SAFETY: `SIOCOUTQ` (`TIOCOUTQ` on Linux) writes one `c_int`: the bytes not yet
+        // acknowledged, sent or not.
+        let done = unsafe { libc::ioctl(self.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+        if done < 0 {
+            0
+        } else {
+            queued as usize
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn unacked(&self) -> usize {
+        0
     }
 }
 

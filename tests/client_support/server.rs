@@ -27,6 +27,17 @@ pub enum ConnPlan {
         last: raw::Last,
         reason: Reason,
     },
+    /// A raw HTTP/2 peer: once `after` HEADERS have arrived, sends `GOAWAY(NO_ERROR)` naming
+    /// the last stream it answered (every stream up to it was), and closes at once with a
+    /// reset (`SO_LINGER` 0 over TCP) while the client still writes.
+    RawGoAwayThenReset { after: usize },
+}
+
+impl ConnPlan {
+    /// Whether a TCP connection following the plan is closed with a reset (`SO_LINGER` 0).
+    pub fn resets(&self) -> bool {
+        matches!(self, ConnPlan::RawGoAwayThenReset { .. })
+    }
 }
 
 /// What the streams of a served connection do.
@@ -56,7 +67,7 @@ enum Command {
 
 pub fn spawn_connection<T>(io: T, log: &Arc<Log>, plan: &(dyn Fn(usize) -> ConnPlan + Send + Sync))
 where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T: AsyncRead + AsyncWrite + raw::Unacked + Unpin + Send + 'static,
 {
     let index = log.connections.fetch_add(1, Ordering::Relaxed);
     let log = log.clone();
@@ -67,7 +78,12 @@ where
             last,
             reason,
         } => {
-            tokio::spawn(raw::goaway_after(io, after, last, reason, log));
+            let close = raw::Close::Drain;
+            tokio::spawn(raw::goaway_after(io, after, last, reason, close, log));
+        }
+        ConnPlan::RawGoAwayThenReset { after } => {
+            let (last, reason, close) = (raw::Last::Answered, Reason::NO_ERROR, raw::Close::Reset);
+            tokio::spawn(raw::goaway_after(io, after, last, reason, close, log));
         }
         ConnPlan::Serve(streams) => {
             tokio::spawn(serve(io, streams, log));
