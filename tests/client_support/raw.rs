@@ -169,23 +169,33 @@ impl Unacked for tokio::io::DuplexStream {
 }
 
 impl Unacked for tokio::net::TcpStream {
-    #[cfg(target_os = "linux")]
+    /// The socket's `tx_queue` in `/proc/net/tcp` (what `SIOCOUTQ` reads: bytes written and not
+    /// yet acknowledged, sent or not), found by its two addresses; 0 where there is none.
     fn unacked(&self) -> usize {
-        use std::os::fd::AsRawFd;
-        let mut queued: libc::c_int = 0;
-        // SAFETY: `SIOCOUTQ` (`TIOCOUTQ` on Linux) writes one `c_int`: the bytes not yet
-        // acknowledged, sent or not.
-        let done = unsafe { libc::ioctl(self.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
-        if done < 0 {
-            0
-        } else {
-            queued as usize
-        }
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    fn unacked(&self) -> usize {
-        0
+        let (Ok(std::net::SocketAddr::V4(local)), Ok(std::net::SocketAddr::V4(peer))) =
+            (self.local_addr(), self.peer_addr())
+        else {
+            return 0;
+        };
+        // /proc writes an IPv4 address as its four bytes read as a native-endian u32, in hex.
+        let hex = |addr: std::net::SocketAddrV4| {
+            format!(
+                "{:08X}:{:04X}",
+                u32::from_ne_bytes(addr.ip().octets()),
+                addr.port()
+            )
+        };
+        let (local, peer) = (hex(local), hex(peer));
+        let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+            return 0;
+        };
+        table
+            .lines()
+            .map(|line| line.split_whitespace().collect::<Vec<_>>())
+            .find(|fields| fields.len() > 4 && fields[1] == local && fields[2] == peer)
+            .and_then(|fields| fields[4].split(':').next().map(str::to_owned))
+            .and_then(|tx_queue| usize::from_str_radix(&tx_queue, 16).ok())
+            .unwrap_or(0)
     }
 }
 
