@@ -264,6 +264,34 @@ async fn http2_connection_older_than_its_maximum_age_is_told_to_leave_while_serv
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_connection_past_its_maximum_age_and_grace_is_closed_with_its_stream_in_flight() {
+    let (age, grace) = (Duration::from_millis(100), Duration::from_millis(200));
+    let server = start(|serve| serve.max_connection_age(age, Some(grace))).await;
+    let mut client = Client::connect(server.addr, Proto::Http2).await;
+    let opened = Instant::now();
+    // Held until the test ends: only the grace can end this connection.
+    let mut held = client.h2_clone();
+    let request = held.request(http::Method::GET, "/held");
+    let in_flight = tokio::spawn(async move { held.try_send(request).await });
+    read_body(ok(&mut client, "/").await.into_body()).await;
+    let outcome = within("the connection to be closed at the grace's end", in_flight)
+        .await
+        .unwrap();
+    let closed = opened.elapsed();
+    assert!(
+        outcome.is_err(),
+        "the held stream was answered: {outcome:?}"
+    );
+    // Not before its age (less 10 %, the jitter) and its grace.
+    assert!(
+        closed >= age.mul_f64(0.9) + grace,
+        "closed after {closed:?}"
+    );
+    support::eventually("the connection to close", || client.is_closed()).await;
+    server.release.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http1_connection_older_than_its_maximum_age_gets_connection_close() {
     let max_age = Duration::from_millis(100);
     let server = start(|serve| serve.max_connection_age(max_age, None)).await;

@@ -107,20 +107,18 @@ impl Shared {
         poll_fn(|cx| make.poll_ready(cx))
             .await
             .map_err(io::Error::other)?;
-        let connection = serve_connection(
+        // Spawned as it is: an `async move` block around it would hold the future twice (the
+        // captured one and the one it awaits; rustc does not overlap them), doubling every
+        // connection task's memory.
+        connections.spawn(serve_connection(
             io,
             socket_addr(&addr),
             make.make(&addr),
+            permit,
             self.tracker.clone(),
             Arc::clone(&self.builders),
             Arc::clone(&self.options),
-        );
-        connections.spawn(async move {
-            // Held for its `Drop`: the connection counts against the limit until its task
-            // ends or is cut.
-            let _permit = permit;
-            connection.await;
-        });
+        ));
         Ok(())
     }
 }

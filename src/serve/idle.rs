@@ -114,17 +114,13 @@ impl Drop for InFlight {
     }
 }
 
-/// Completes once the connection of `streams` has had no stream in flight for `timeout`;
-/// never without `streams` (the connection has no idle timeout of `serve`'s).
+/// Completes once the connection of `streams` has had no stream in flight for `timeout`.
 ///
 /// # Cancel safety
 ///
-/// Meant to be polled to its end, as a branch of the connection task's `select!` that stays
-/// pinned: dropping it forgets the time already idle.
-pub(super) async fn idle(streams: Option<&Streams>, timeout: Duration) {
-    let Some(streams) = streams else {
-        return std::future::pending().await;
-    };
+/// Meant to be polled to its end, kept pinned by the connection's task: dropping it forgets
+/// the time already idle.
+pub(super) async fn idle(streams: &Streams, timeout: Duration) {
     loop {
         let (open, started) = streams.load();
         if open > 0 {
@@ -166,7 +162,7 @@ mod tests {
         let streams = Arc::new(Streams::default());
         let stream = InFlight::new(Arc::clone(&streams));
         let timeout = Duration::from_secs(10);
-        let idle = idle(Some(&streams), timeout);
+        let idle = idle(&streams, timeout);
         tokio::pin!(idle);
         let start = tokio::time::Instant::now();
         tokio::select! {
