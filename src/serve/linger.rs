@@ -87,8 +87,8 @@ where
 /// The TCP socket of `io`: itself, or the one under its TLS.
 fn tcp(io: &mut dyn Any) -> Option<&mut TcpStream> {
     #[cfg(feature = "rustls")]
-    if io.is::<tokio_rustls::server::TlsStream<TcpStream>>() {
-        let tls = io.downcast_mut::<tokio_rustls::server::TlsStream<TcpStream>>()?;
+    if io.is::<super::tls::Served<TcpStream>>() {
+        let tls = io.downcast_mut::<super::tls::Served<TcpStream>>()?;
         return Some(tls.get_mut().0);
     }
     io.downcast_mut::<TcpStream>()
