@@ -201,7 +201,7 @@ async fn serve_stream<Io, S>(
     let (Some(protocol), Some(service)) = (protocol, service) else {
         guard.finished();
         drop(guard);
-        close(io, Linger::Never).await;
+        close(io, Linger::Never, false).await;
         return;
     };
     let state = Arc::new(ConnState::new(guard, protocol, tracker.clone()));
@@ -321,13 +321,13 @@ async fn serve_stream<Io, S>(
     state.guard.finished();
     let state_wrote = state.wrote.load(Ordering::Relaxed);
     drop(state);
-    if let Ok(io) = io {
+    if let Ok((io, shut_down)) = io {
         let linger = match protocol {
             Protocol::Http1 if state_wrote => Linger::IfSending,
             Protocol::Http1 => Linger::IfReadable,
             Protocol::Http2 => Linger::Always,
         };
-        close(io, linger).await;
+        close(io, linger, shut_down).await;
     }
 }
 
