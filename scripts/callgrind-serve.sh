@@ -20,6 +20,8 @@
 #   ROUNDS=3 bash scripts/callgrind-serve.sh     # three alternating rounds, median ratio
 #   N=2000 PROTOCOLS=h1 bash scripts/callgrind-serve.sh
 #   ROUNDS=3 bash scripts/callgrind-serve.sh --tls
+#   N=1000 PROTOCOLS=new bash scripts/callgrind-serve.sh --tls   # a connection per request
+#                                             # (h2load --h1 -c50 -n50, N/50 times): full handshakes
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TLS=0
@@ -61,7 +63,14 @@ instructions() {
   for _ in $(seq 300); do grep -q '^listening on' "$out.stdout" 2>/dev/null && break; sleep 0.2; done
   addr=$(sed -n 's/^listening on //p' "$out.stdout")
   [[ -n $addr ]] || { echo "callgrind-serve: $1 did not start" >&2; kill "$pid"; exit 2; }
-  if (($2 > 0)); then
+  if (($2 > 0)) && [[ $3 == new ]]; then
+    # A new connection per request, HTTP/1.1: 50 clients at a time, one request each.
+    local batch
+    for batch in $(seq $(($2 / 50))); do
+      h2load --h1 -n 50 -c 50 "$SCHEME://$addr/" > "$out.load"
+      grep -q "50 succeeded" "$out.load" || { echo "callgrind-serve: not every request succeeded" >&2; cat "$out.load" >&2; exit 2; }
+    done
+  elif (($2 > 0)); then
     if [[ $3 == h1 ]]; then h2load --h1 -n "$2" -c 4 "$SCHEME://$addr/" > "$out.load"
     else h2load -n "$2" -c 4 -m 4 "$SCHEME://$addr/" > "$out.load"; fi
     grep -q "$2 succeeded" "$out.load" || { echo "callgrind-serve: not every request succeeded" >&2; cat "$out.load" >&2; exit 2; }
