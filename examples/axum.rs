@@ -28,9 +28,12 @@
 //! the next generation (`docs/single-host.md`). `TCP_NODELAY=1` (default) or `0` sets that
 //! option on every connection, for either server.
 //!
-//! TLS: `TLS_CERT` and `TLS_KEY` (PEM files: the certificate chain, the private key) make the
-//! default server (`SERVER=serve`) serve HTTPS, HTTP/2 or HTTP/1.1 as ALPN chooses, on any of
-//! the sockets above (needs the feature `rustls`, which `--all-features` turns on):
+//! TLS: `TLS_CERT` and `TLS_KEY` (PEM files: the certificate chain, the private key) make
+//! either server serve HTTPS, HTTP/2 or HTTP/1.1 as ALPN chooses, on any of the sockets above:
+//! `serve` with `Serve::tls` (needs the feature `rustls`, which `--all-features` turns on), and
+//! `SERVER=axum`, the control, through axum-server with rustls on `ring` (`axum::serve` has no
+//! TLS), said goodbye to with `Handle::graceful_shutdown` when the drain begins
+//! (`support/axum_server_tls.rs`):
 //!
 //! ```sh
 //! openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
@@ -39,6 +42,8 @@
 //! curl --cacert cert.pem https://localhost:3000/
 //! ```
 
+#[path = "support/axum_server_tls.rs"]
+mod axum_server_tls;
 #[path = "support/env.rs"]
 mod env;
 #[path = "support/routes.rs"]
@@ -51,16 +56,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
-use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::connect_info::{ConnectInfo, Connected, IntoMakeServiceWithConnectInfo};
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::{IncomingStream, ListenerExt as _};
-use axum::Extension;
-use tokio::net::{TcpStream, UnixListener};
+use axum::{Extension, Router};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 use tower_drain::serve::{Inherited, UnixPeer};
 use tower_drain::{BoxError, DrainLayer, Shutdown, ShutdownReport};
 
@@ -69,7 +76,7 @@ async fn main() -> Result<ShutdownReport, BoxError> {
     env::init_tracing(); // the shutdown logs its phases and its report
     let settings = env::Settings::from_env(3000);
     let server = env::server("axum");
-    let tls_files = env::tls_files(server); // TLS_CERT and TLS_KEY
+    let tls_files = env::tls_files(); // TLS_CERT and TLS_KEY
 
     let drain = DrainLayer::default()
         .readiness_path("/readyz")
@@ -134,19 +141,21 @@ async fn main() -> Result<ShutdownReport, BoxError> {
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
         match server {
             // Accepts until the drain, then leaves the queue to the next generation.
-            env::Server::Serve => shutdown.spawn_server(
-                "http",
-                tls::tls(
-                    tower_drain::serve(listener, &drain, app).tcp_nodelay(nodelay),
-                    &tls_files,
-                )?,
-            ),
+            env::Server::Serve => {
+                let serve = tower_drain::serve(listener, &drain, app).tcp_nodelay(nodelay);
+                shutdown.spawn_server("http", tls::tls(serve, &tls_files)?);
+            }
             env::Server::Framework => {
-                let listener = listener
-                    .into_inner()
-                    .tap_io(move |tcp| set_nodelay(tcp, nodelay));
-                let server = axum::serve(listener, app).with_graceful_shutdown(drain_begins);
-                shutdown.spawn_server("http", server)
+                let listener = listener.into_inner();
+                spawn_framework_tcp(
+                    &mut shutdown,
+                    listener,
+                    app,
+                    &tls_files,
+                    nodelay,
+                    drain_begins,
+                )
+                .await?;
             }
         };
     } else {
@@ -156,19 +165,20 @@ async fn main() -> Result<ShutdownReport, BoxError> {
                 println!("listening on {}", listener.local_addr()?);
                 let app = app.into_make_service_with_connect_info::<SocketAddr>();
                 match server {
-                    env::Server::Serve => shutdown.spawn_server(
-                        "http",
-                        tls::tls(
-                            tower_drain::serve(listener, &drain, app).tcp_nodelay(nodelay),
-                            &tls_files,
-                        )?,
-                    ),
+                    env::Server::Serve => {
+                        let serve = tower_drain::serve(listener, &drain, app).tcp_nodelay(nodelay);
+                        shutdown.spawn_server("http", tls::tls(serve, &tls_files)?);
+                    }
                     env::Server::Framework => {
-                        // The same socket options as `serve`'s: like is compared with like.
-                        let listener = listener.tap_io(move |tcp| set_nodelay(tcp, nodelay));
-                        let server =
-                            axum::serve(listener, app).with_graceful_shutdown(drain_begins);
-                        shutdown.spawn_server("http", server)
+                        spawn_framework_tcp(
+                            &mut shutdown,
+                            listener,
+                            app,
+                            &tls_files,
+                            nodelay,
+                            drain_begins,
+                        )
+                        .await?;
                     }
                 };
             }
@@ -176,16 +186,27 @@ async fn main() -> Result<ShutdownReport, BoxError> {
                 let _ = std::fs::remove_file(&path); // left by a previous run
                 let listener = UnixListener::bind(&path)?;
                 println!("listening on unix:{}", path.display());
-                let app = app.into_make_service_with_connect_info::<UnixPeerInfo>();
-                match server {
-                    env::Server::Serve => shutdown.spawn_server(
-                        "http",
-                        tls::tls(tower_drain::serve(listener, &drain, app), &tls_files)?,
-                    ),
-                    env::Server::Framework => {
+                match (server, &tls_files) {
+                    (env::Server::Serve, _) => {
+                        let app = app.into_make_service_with_connect_info::<UnixPeerInfo>();
+                        let serve = tower_drain::serve(listener, &drain, app);
+                        shutdown.spawn_server("http", tls::tls(serve, &tls_files)?);
+                    }
+                    (env::Server::Framework, None) => {
+                        let app = app.into_make_service_with_connect_info::<UnixPeerInfo>();
                         let server =
                             axum::serve(listener, app).with_graceful_shutdown(drain_begins);
-                        shutdown.spawn_server("http", server)
+                        shutdown.spawn_server("http", server);
+                    }
+                    (env::Server::Framework, Some(files)) => {
+                        let server = axum_server_tls::unix(
+                            listener,
+                            app,
+                            files,
+                            UnixPeerInfo::of,
+                            drain_begins,
+                        );
+                        shutdown.spawn_server("http", server.await?);
                     }
                 };
             }
@@ -193,6 +214,31 @@ async fn main() -> Result<ShutdownReport, BoxError> {
     }
 
     Ok(shutdown.run().await) // logs the report; main exits with its code
+}
+
+/// The framework's server on TCP, said goodbye to when the drain begins: `axum::serve`, or
+/// with `TLS_CERT` and `TLS_KEY` axum-server with rustls (`support/axum_server_tls.rs`), with
+/// the same socket options as `serve`'s: like is compared with like.
+async fn spawn_framework_tcp(
+    shutdown: &mut Shutdown,
+    listener: TcpListener,
+    app: IntoMakeServiceWithConnectInfo<Router, SocketAddr>,
+    tls_files: &Option<(PathBuf, PathBuf)>,
+    nodelay: bool,
+    drain_begins: WaitForCancellationFutureOwned,
+) -> Result<(), BoxError> {
+    match tls_files {
+        None => {
+            let listener = listener.tap_io(move |tcp| set_nodelay(tcp, nodelay));
+            let server = axum::serve(listener, app).with_graceful_shutdown(drain_begins);
+            shutdown.spawn_server("http", server);
+        }
+        Some(files) => {
+            let server = axum_server_tls::tcp(listener, app, files, nodelay, drain_begins);
+            shutdown.spawn_server("http", server.await?);
+        }
+    }
+    Ok(())
 }
 
 /// Stands in for a database pool: a query after `close` is a bug, and is logged.
@@ -260,7 +306,15 @@ impl Connected<UnixPeer> for UnixPeerInfo {
 /// Under `axum::serve`, from the stream it accepted.
 impl Connected<IncomingStream<'_, UnixListener>> for UnixPeerInfo {
     fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
-        let cred = stream.io().peer_cred().ok();
+        Self::of(stream.io())
+    }
+}
+
+impl UnixPeerInfo {
+    /// The process at the other end of `stream` (axum-server hands make services only its
+    /// socket address: `support/axum_server_tls.rs` asks this of the stream).
+    fn of(stream: &UnixStream) -> Self {
+        let cred = stream.peer_cred().ok();
         Self {
             pid: cred.and_then(|c| c.pid()),
             uid: cred.map_or(u32::MAX, |c| c.uid()),

@@ -26,9 +26,10 @@
 //!   layer closes admission only after the server has closed its connections.
 //! - A health `Watch` stream never ends by itself: it keeps its connection open until the drain
 //!   deadline, and the report says the server was cut. Kubernetes' gRPC probes use `Check`.
-//! - TLS: `TLS_CERT` and `TLS_KEY` (PEM files: the certificate chain, the private key) make the
-//!   default server (`SERVER=serve`) serve gRPC over TLS (ALPN `h2`; needs the feature
-//!   `rustls`, which `--all-features` turns on):
+//! - TLS: `TLS_CERT` and `TLS_KEY` (PEM files: the certificate chain, the private key) make
+//!   either server serve gRPC over TLS (ALPN `h2`): `serve` with `Serve::tls` (needs the
+//!   feature `rustls`, which `--all-features` turns on), tonic's server with its own
+//!   `ServerTlsConfig` (tonic's feature `tls-ring`), the control for `serve`'s TLS:
 //!   `grpcurl -cacert cert.pem localhost:50051 grpc.health.v1.Health/Check`.
 
 #[path = "support/echo.rs"]
@@ -42,6 +43,7 @@ use std::time::Duration;
 
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Identity, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tower_drain::{BoxError, DrainLayer, Shutdown, ShutdownReport};
 use tower_layer::Layer as _;
@@ -51,7 +53,7 @@ async fn main() -> Result<ShutdownReport, BoxError> {
     env::init_tracing(); // the shutdown logs its phases and its report
     let settings = env::Settings::from_env(50051);
     let server = env::server("tonic");
-    let tls_files = env::tls_files(server); // TLS_CERT and TLS_KEY
+    let tls_files = env::tls_files(); // TLS_CERT and TLS_KEY
 
     let drain = DrainLayer::default()
         // Readiness for HTTP/2 health checks (HAProxy): 503 from the start of the shutdown.
@@ -94,7 +96,13 @@ async fn main() -> Result<ShutdownReport, BoxError> {
         }
         env::Server::Framework => {
             let drain_begins = drain.token().clone().cancelled_owned();
-            let server = tonic::transport::Server::builder()
+            let mut builder = tonic::transport::Server::builder();
+            if let Some((cert, key)) = &tls_files {
+                // tonic's own TLS (feature `tls-ring`): ALPN `h2`, as gRPC clients offer.
+                let identity = Identity::from_pem(std::fs::read(cert)?, std::fs::read(key)?);
+                builder = builder.tls_config(ServerTlsConfig::new().identity(identity))?;
+            }
+            let server = builder
                 .layer(drain)
                 .add_service(health)
                 .add_service(echo::EchoServer)

@@ -93,24 +93,20 @@ pub fn server(framework: &str) -> Server {
 }
 
 /// `TLS_CERT` and `TLS_KEY`: the PEM files (certificate chain, private key) to serve TLS with,
-/// both or neither, served by the default server (`SERVER=serve`) only; exits with code 2 and a
-/// message otherwise.
+/// both or neither, on whichever server `SERVER` picks; exits with code 2 and a message when
+/// only one is set.
 #[allow(dead_code)] // used by the examples that serve TLS (axum, tonic)
-pub fn tls_files(server: Server) -> Option<(PathBuf, PathBuf)> {
+pub fn tls_files() -> Option<(PathBuf, PathBuf)> {
     let path = |name: &str| {
         std::env::var_os(name)
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
     };
-    let files = match (path("TLS_CERT"), path("TLS_KEY")) {
-        (Some(cert), Some(key)) => (cert, key),
-        (None, None) => return None,
+    match (path("TLS_CERT"), path("TLS_KEY")) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
         _ => exit_bad_setting("TLS_CERT and TLS_KEY go together: set both or neither"),
-    };
-    if server != Server::Serve {
-        exit_bad_setting("TLS_CERT and TLS_KEY are served by SERVER=serve only");
     }
-    Some(files)
 }
 
 /// Logs to stderr, `RUST_LOG` or `info`, with colours only on a terminal.

@@ -1,5 +1,6 @@
 //! TLS for the examples that offer it (`axum`, `tonic`): `TLS_CERT` and `TLS_KEY` (read by
-//! `env.rs`) make `serve` terminate TLS with those PEM files.
+//! `env.rs`) make `serve` terminate TLS with those PEM files. The framework servers' TLS is in
+//! the examples (`tonic.rs`) or beside them (`axum_server_tls.rs`).
 
 use std::path::PathBuf;
 
