@@ -6,7 +6,7 @@
 # One table of lost/sent and refused streams for the three, then one of GOAWAY timing for the
 # HTTP/2 clients.
 #
-#   bash scripts/matrix.sh                          # 24 cells, 2 restarts each (~18 min)
+#   bash scripts/matrix.sh                          # 24 cells, 2 restarts each (~17 min)
 #   bash scripts/matrix.sh --restarts 6             # more restarts per cell
 #   bash scripts/matrix.sh --lb haproxy-tcp --client h2,grpc --load fast --restarts 1
 #   bash scripts/matrix.sh --servers framework      # one tower-drain server (and the control)
