@@ -15,6 +15,15 @@
 # Then idle memory: per server, N idle HTTP/1.1 keep-alive connections, each after one answered
 # request; the server's RSS delta / N.
 #
+# With --tls, the same over TLS (rustls on `ring` in both servers, a P-256 certificate made by
+# openssl for the run): `SERVER=serve` with `Serve::tls` against `SERVER=axum`, which then is
+# axum-server with rustls (`examples/support/axum_server_tls.rs`; axum::serve has no TLS). wrk
+# over https (no ALPN), h2load over TLS (ALPN h2), idle connections each after its handshake and
+# one request; then new TLS connections: `openssl s_time` clients, each a new connection per
+# `GET /` (HTTP/1.0, closed by the server), with full handshakes (`-new`) and resumed ones
+# (`-reuse`, TLS 1.3 tickets), per second and in server CPU per connection. TCP_NODELAY=1 only,
+# unless NODELAY says otherwise.
+#
 # The load tool and the server share the machine: on 2 cores the figures are noisy, so read the
 # medians and ranges, not one round. Only ratios measured side by side in one run mean anything.
 #
@@ -30,28 +39,50 @@
 #                     tokio then starts one worker per allowed cpu
 #   BIN=              a prebuilt example binary to use instead of building it
 #   KEEP=             a directory to keep the raw outputs in
+#   HANDSHAKES="full resumed"   with --tls: which new-connection loads to run
+#   S_TIME_CLIENTS=2  with --tls: openssl s_time clients run at once
 # Flags: --short  a few seconds for CI: ROUNDS=1 DURATION=1 WARMUP=0 IDLE_CONNS=200 (an
 #                 explicitly set variable still wins).
+#        --tls    over TLS, against axum-server (see above).
 #
 # Exits non-zero only when it cannot run (a tool missing, a server not starting, a load tool
-# failing); the ratios never fail it. The `goal:` line says whether serve/axum <= 1.00 held.
+# failing); the ratios never fail it. The `goal:` line says whether serve/axum <= 1.00 held
+# (CPU per request), and with --tls whether serve/axum-server >= 0.95 held (new connections per
+# second).
 #
 #   bash scripts/bench-serve.sh
 #   ROUNDS=3 NODELAY=1 PIN=1 bash scripts/bench-serve.sh
 #   bash scripts/bench-serve.sh --short
+#   ROUNDS=3 bash scripts/bench-serve.sh --tls
+#   BIN=target/debug/examples/axum bash scripts/bench-serve.sh --tls --short
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [[ ${1:-} == --short ]]; then
-  : "${ROUNDS:=1}" "${DURATION:=1}" "${WARMUP:=0}" "${IDLE_CONNS:=200}"
-elif [[ -n ${1:-} ]]; then
-  echo "bench-serve: unknown argument ${1} (only --short)" >&2
-  exit 2
-fi
+TLS=0
+for arg in "$@"; do
+  case $arg in
+    --short) : "${ROUNDS:=1}" "${DURATION:=1}" "${WARMUP:=0}" "${IDLE_CONNS:=200}" ;;
+    --tls) TLS=1 ;;
+    *)
+      echo "bench-serve: unknown argument $arg (--short, --tls)" >&2
+      exit 2
+      ;;
+  esac
+done
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
-NODELAY=${NODELAY:-1 0}
+if ((TLS)); then
+  NODELAY=${NODELAY:-1}
+  SCHEME=https
+  CONTROL=axum-server
+else
+  NODELAY=${NODELAY:-1 0}
+  SCHEME=http
+  CONTROL=axum::serve
+fi
+HANDSHAKES=${HANDSHAKES:-full resumed}
+S_TIME_CLIENTS=${S_TIME_CLIENTS:-2}
 PROTOCOLS=${PROTOCOLS:-h1 h2}
 WRK_THREADS=${WRK_THREADS:-1}
 H2LOAD_THREADS=${H2LOAD_THREADS:-1}
@@ -72,12 +103,15 @@ missing=()
 command -v wrk >/dev/null || missing+=(wrk)
 command -v h2load >/dev/null || missing+=(nghttp2-client)
 command -v python3 >/dev/null || missing+=(python3)
+if ((TLS)); then command -v openssl >/dev/null || missing+=(openssl); fi
 if ((${#missing[@]})); then
   echo "installing ${missing[*]}"
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } \
     >/dev/null || fail "could not install ${missing[*]}"
 fi
-for tool in wrk h2load python3 getconf; do
+tools=(wrk h2load python3 getconf)
+((TLS)) && tools+=(openssl)
+for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null || fail "$tool is not installed"
 done
 
@@ -123,10 +157,19 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# --tls: a certificate for the run, P-256 as the tests' (rcgen's default).
+tls_env=()
+if ((TLS)); then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
+    -addext subjectAltName=DNS:localhost -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null \
+    || fail "openssl could not make a certificate"
+  tls_env=(TLS_CERT="$work/cert.pem" TLS_KEY="$work/key.pem")
+fi
+
 # start NAME SERVER NODELAY: starts the example; sets PID_<NAME> and PORT_<NAME>.
 start() {
   local name=$1 server=$2 nodelay=$3 out="$work/$1.out"
-  SERVER=$server TCP_NODELAY=$nodelay ADDR=127.0.0.1:0 NOTICE_MS=0 RUST_LOG=warn \
+  env "${tls_env[@]}" SERVER="$server" TCP_NODELAY="$nodelay" ADDR=127.0.0.1:0 NOTICE_MS=0 RUST_LOG=warn \
     "${server_pin[@]}" "$BIN" >"$out" 2>&1 &
   local pid=$!
   pids+=("$pid")
@@ -171,15 +214,20 @@ load() {
   local protocol=$1 port=$2 seconds=$3 out=$4
   if [[ $protocol == h1 ]]; then
     "${load_pin[@]}" wrk -t"$WRK_THREADS" -c64 -d"${seconds}s" --latency \
-      "http://127.0.0.1:$port/" >"$out" 2>&1 || { cat "$out" >&2; fail "wrk failed"; }
+      "$SCHEME://127.0.0.1:$port/" >"$out" 2>&1 || { cat "$out" >&2; fail "wrk failed"; }
     local requests secs errors
     read -r requests secs < <(awk '/requests in/ {sub(/s,$/, "", $4); print $1, $4}' "$out")
     errors=$(awk '/Non-2xx/ {e += $NF} /Socket errors/ {for (i = 4; i <= NF; i += 2) e += $i} END {print e + 0}' "$out")
     [[ -n $requests ]] || { cat "$out" >&2; fail "no request count from wrk"; }
     echo "$requests $secs $(to_us "$(awk '$1 == "50%" {print $2}' "$out")") $(to_us "$(awk '$1 == "99%" {print $2}' "$out")") $errors"
   else
+    # h2c with prior knowledge, or over TLS with ALPN h2.
     "${load_pin[@]}" h2load -c16 -m16 -t"$H2LOAD_THREADS" -D "$seconds" --log-file="$out.log" \
-      "http://127.0.0.1:$port/" >"$out" 2>&1 || { cat "$out" >&2; fail "h2load failed"; }
+      "$SCHEME://127.0.0.1:$port/" >"$out" 2>&1 || { cat "$out" >&2; fail "h2load failed"; }
+    if ((TLS)) && ! grep -q '^Application protocol: h2' "$out"; then
+      cat "$out" >&2
+      fail "h2load did not negotiate h2"
+    fi
     local requests secs errors p50 p99
     requests=$(awk '/^requests:/ {print $8}' "$out") # "succeeded"
     errors=$(awk '/^requests:/ {print $10 + $12 + $14}' "$out")
@@ -194,13 +242,42 @@ load() {
   fi
 }
 
+# handshakes KIND PORT SECONDS OUT: S_TIME_CLIENTS openssl s_time clients at once, each a new
+# TLS connection per `GET /` (HTTP/1.0), full handshakes (KIND full) or resumed (resumed);
+# prints "connections seconds 0 0 0" (no latency figures) like load.
+handshakes() {
+  local kind=$1 port=$2 seconds=$3 out=$4 flag=-new start end i failed=0 connections clients=()
+  [[ $kind == resumed ]] && flag=-reuse
+  start=$(date +%s.%N)
+  for i in $(seq "$S_TIME_CLIENTS"); do
+    "${load_pin[@]}" openssl s_time -connect "127.0.0.1:$port" "$flag" -time "$seconds" -www / \
+      >"$out.$i" 2>&1 &
+    clients+=($!)
+  done
+  for i in "${clients[@]}"; do wait "$i" || failed=1; done
+  end=$(date +%s.%N)
+  for i in $(seq "$S_TIME_CLIENTS"); do cat "$out.$i" && rm -f "$out.$i"; done >"$out"
+  ((failed == 0)) || { cat "$out" >&2; fail "openssl s_time failed"; }
+  connections=$(awk '/connections in .* real seconds/ {n += $1} END {print n + 0}' "$out")
+  ((connections > 0)) || { cat "$out" >&2; fail "no connection count from openssl s_time"; }
+  # Its progress marks: `*` a full handshake, `r` a resumed one.
+  if [[ $kind == resumed ]] && ! awk '!/connections/ && /r/ {found = 1} END {exit !found}' "$out"; then
+    cat "$out" >&2
+    fail "openssl s_time resumed no session"
+  fi
+  echo "$connections $(awk -v a="$start" -v b="$end" 'BEGIN {printf "%.3f", b - a}') 0 0 0"
+}
+
 # measure NAME PROTOCOL ROUND NODELAY: one measured load on server NAME; appends a result line.
 measure() {
   local name=$1 protocol=$2 round=$3 nodelay=$4
   local pid_var="PID_$name" port_var="PORT_$name"
   local pid=${!pid_var} port=${!port_var} before after figures u0 s0 u1 s1 requests secs p50 p99 errors
   before=$(cpu "$pid")
-  figures=$(load "$protocol" "$port" "$DURATION" "$work/$name-$protocol-$nodelay-$round.txt")
+  case $protocol in
+    full | resumed) figures=$(handshakes "$protocol" "$port" "$DURATION" "$work/$name-$protocol-$nodelay-$round.txt") ;;
+    *) figures=$(load "$protocol" "$port" "$DURATION" "$work/$name-$protocol-$nodelay-$round.txt") ;;
+  esac
   after=$(cpu "$pid")
   read -r u0 s0 <<<"$before"
   read -r u1 s1 <<<"$after"
@@ -219,12 +296,19 @@ idle() {
   local pid=${!pid_var} port=${!port_var} before after ready="$work/idle-$1.ready"
   rm -f "$ready" # left by an earlier pass
   before=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")
-  python3 - "$port" "$IDLE_CONNS" "$ready" <<'EOF' &
-import socket, sys, time
-port, n, ready = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+  python3 - "$port" "$IDLE_CONNS" "$ready" "$TLS" <<'EOF' &
+import socket, ssl, sys, time
+port, n, ready, tls = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
+if tls:  # each connection after its full handshake (ALPN http/1.1) and one request
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["http/1.1"])
 conns = []
 for _ in range(n):
     s = socket.create_connection(("127.0.0.1", port))
+    if tls:
+        s = context.wrap_socket(s, server_hostname="localhost")
     s.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
     conns.append(s)
 for s in conns:  # each answered: the whole head and body read, the connection kept
@@ -266,23 +350,31 @@ header() {
 echo "$ROUNDS rounds of ${DURATION}s per protocol and setting; CPU in µs per request (CLK_TCK $TICK)"
 for nodelay in $NODELAY; do
   echo
-  echo "== TCP_NODELAY=$nodelay"
+  echo "== TCP_NODELAY=$nodelay: serve against $CONTROL (\"axum\" below)"
   start serve serve "$nodelay"
   start axum axum "$nodelay"
   if ((IDLE_CONNS > 0)); then
-    echo "idle memory, $IDLE_CONNS HTTP/1.1 keep-alive connections after one request each:"
+    echo "idle memory, $IDLE_CONNS HTTP/1.1 keep-alive connections ($SCHEME) after one request each:"
     idle serve
     idle axum
   fi
-  for protocol in $PROTOCOLS; do
+  kinds=$PROTOCOLS
+  ((TLS)) && kinds+=" $HANDSHAKES"
+  for protocol in $kinds; do
     case $protocol in
-      h1) echo "HTTP/1.1: wrk -t$WRK_THREADS -c64, ${DURATION}s" ;;
-      h2) echo "HTTP/2: h2load -c16 -m16 -t$H2LOAD_THREADS, ${DURATION}s" ;;
-      *) fail "PROTOCOLS: h1 or h2, got $protocol" ;;
+      h1) echo "HTTP/1.1 ($SCHEME): wrk -t$WRK_THREADS -c64, ${DURATION}s" ;;
+      h2) echo "HTTP/2 ($SCHEME): h2load -c16 -m16 -t$H2LOAD_THREADS, ${DURATION}s" ;;
+      full) echo "new TLS connections, full handshakes: $S_TIME_CLIENTS x openssl s_time -new, ${DURATION}s (requests: connections)" ;;
+      resumed) echo "new TLS connections, resumed: $S_TIME_CLIENTS x openssl s_time -reuse, ${DURATION}s (requests: connections)" ;;
+      *) fail "PROTOCOLS: h1 or h2, HANDSHAKES: full or resumed; got $protocol" ;;
     esac
     if ((WARMUP > 0)); then
-      load "$protocol" "$PORT_serve" "$WARMUP" "$work/warmup.txt" >/dev/null
-      load "$protocol" "$PORT_axum" "$WARMUP" "$work/warmup.txt" >/dev/null
+      for port in "$PORT_serve" "$PORT_axum"; do
+        case $protocol in
+          full | resumed) handshakes "$protocol" "$port" "$WARMUP" "$work/warmup.txt" >/dev/null ;;
+          *) load "$protocol" "$port" "$WARMUP" "$work/warmup.txt" >/dev/null ;;
+        esac
+      done
     fi
     header
     for round in $(seq "$ROUNDS"); do
@@ -297,8 +389,8 @@ done
 # The summary: per setting and protocol, the per-round ratios serve/axum (median and range) and
 # the medians of req/s and latency; then the goal.
 echo
-echo "== summary: serve / axum::serve, median of $ROUNDS rounds [range]"
-awk -v tick="$TICK" '
+echo "== summary: serve / $CONTROL, median of $ROUNDS rounds [range]"
+awk -v tick="$TICK" -v control="$CONTROL" '
   function sort(a, n,    i, j, t) {
     for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
   }
@@ -316,10 +408,11 @@ awk -v tick="$TICK" '
     if ($3 > rounds) rounds = $3
   }
   END {
-    goal = 1
+    goal = 1; rate_goal = 1; handshakes = 0
+    other = control == "axum::serve" ? "axum" : control
     for (k = 1; k <= nk; k++) {
       key = keys[k]; split(key, kp, SUBSEP)
-      n = 0; delete rc; delete ru; delete rs; delete cs; delete ca
+      n = 0; delete rc; delete ru; delete rs; delete cs; delete ca; delete rr
       for (i = 1; i <= rounds; i++) {
         if (!((key, i, "serve") in q) || !((key, i, "axum") in q)) continue
         n++
@@ -327,20 +420,37 @@ awk -v tick="$TICK" '
         au = u[key, i, "axum"] / q[key, i, "axum"]; as = s[key, i, "axum"] / q[key, i, "axum"]
         rc[n] = (su + ss) / (au + as); ru[n] = au > 0 ? su / au : 0; rs[n] = as > 0 ? ss / as : 0
         cs[n] = (su + ss) * 1e6 / tick; ca[n] = (au + as) * 1e6 / tick
+        rr[n] = (q[key, i, "serve"] / t[key, i, "serve"]) / (q[key, i, "axum"] / t[key, i, "axum"])
       }
       if (n == 0) continue
+      if (kp[2] == "full" || kp[2] == "resumed") {
+        # New connections: their rate (higher is better) and the server CPU each costs.
+        handshakes = 1
+        name = kp[2] == "full" ? "new TLS, full    " : "new TLS, resumed "
+        printf "TCP_NODELAY=%s %s connections/s %s; cpu/connection %s  (user %s, system %s)\n", kp[1], name, stat(rr, n), stat(rc, n), stat(ru, n), stat(rs, n)
+        printf "%26s cpu µs/connection: serve %.1f, %s %.1f; connections/s: serve %.0f, %s %.0f\n", "",
+          median(cs, n), other, median(ca, n), med(key, "serve", "rps"), other, med(key, "axum", "rps")
+        m = median(rr, n)
+        rate_verdict = rate_verdict sprintf("%s%s %.2f", rate_verdict == "" ? "" : ", ", kp[2], m)
+        if (m < 0.95) rate_goal = 0
+        continue
+      }
       name = kp[2] == "h1" ? "HTTP/1.1" : "HTTP/2  "
       printf "TCP_NODELAY=%s %s  cpu/request %s  (user %s, system %s)\n", kp[1], name, stat(rc, n), stat(ru, n), stat(rs, n)
-      printf "%26s cpu µs/request: serve %.2f, axum %.2f; req/s: serve %.0f, axum %.0f; p50/p99 µs: serve %.0f/%.0f, axum %.0f/%.0f\n", "",
-        median(cs, n), median(ca, n), med(key, "serve", "rps"), med(key, "axum", "rps"),
-        med(key, "serve", "p50"), med(key, "serve", "p99"), med(key, "axum", "p50"), med(key, "axum", "p99")
+      printf "%26s cpu µs/request: serve %.2f, %s %.2f; req/s: serve %.0f, %s %.0f; p50/p99 µs: serve %.0f/%.0f, %s %.0f/%.0f\n", "",
+        median(cs, n), other, median(ca, n), med(key, "serve", "rps"), other, med(key, "axum", "rps"),
+        med(key, "serve", "p50"), med(key, "serve", "p99"), other, med(key, "axum", "p50"), med(key, "axum", "p99")
       m = median(rc, n)
       verdict = verdict sprintf("%s%s TCP_NODELAY=%s %.2f", verdict == "" ? "" : ", ", kp[2] == "h1" ? "HTTP/1.1" : "HTTP/2", kp[1], m)
       if (m > 1.00) goal = 0
     }
-    printf "goal: serve/axum CPU per request <= 1.00 (median) on every protocol and setting: %s (%s)\n", goal ? "held" : "not held", verdict
+    if (verdict != "")
+      printf "goal: serve/%s CPU per request <= 1.00 (median) on every protocol and setting: %s (%s)\n", other, goal ? "held" : "not held", verdict
+    if (handshakes)
+      printf "goal: serve/%s new TLS connections per second >= 0.95 (median): %s (%s)\n", other, rate_goal ? "held" : "not held", rate_verdict
   }' "$work/results"
 if [[ -s $work/idle ]]; then
-  awk -v c="$IDLE_CONNS" '{ d[$1] += ($3 - $2) * 1.024 / c; n[$1]++ }
-    END { if (n["serve"] && n["axum"]) printf "idle HTTP/1.1 connection: serve %.1f KB, axum %.1f KB (mean of %d)\n", d["serve"] / n["serve"], d["axum"] / n["axum"], n["serve"] }' "$work/idle"
+  awk -v c="$IDLE_CONNS" -v other="$([[ $CONTROL == axum::serve ]] && echo axum || echo "$CONTROL")" -v scheme="$SCHEME" \
+    '{ d[$1] += ($3 - $2) * 1.024 / c; n[$1]++ }
+    END { if (n["serve"] && n["axum"]) printf "idle HTTP/1.1 connection (%s): serve %.1f KB, %s %.1f KB (mean of %d)\n", scheme, d["serve"] / n["serve"], other, d["axum"] / n["axum"], n["serve"] }' "$work/idle"
 fi

@@ -6,58 +6,23 @@
 
 #![cfg(unix)]
 
+#[path = "support/examples.rs"]
+mod examples;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use examples::example;
 
 const STARTUP: Duration = Duration::from_secs(30);
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// A request that hangs for a minute after its first chunk.
 const HUNG: &str = "/stream?chunks=2&ms=60000";
-
-/// The examples' binaries, built once per test run. `cargo test --all-features` has just
-/// built them, so the build here is a no-op then; it keeps `cargo test --test
-/// shutdown_process` (which builds no example) from running stale binaries. Cargo does not
-/// hold its build lock while tests run, so calling it from a test is safe.
-fn example(name: &str) -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let dir = BUILT.get_or_init(|| {
-        // target/<profile>/deps/shutdown_process-HASH -> target/<profile>/examples/
-        let exe = std::env::current_exe().expect("current_exe");
-        let profile_dir = exe
-            .parent()
-            .and_then(|deps| deps.parent())
-            .expect("test binary lives in target/<profile>/deps");
-        if let Ok(cargo) = std::env::var("CARGO") {
-            let mut build = Command::new(cargo);
-            build.args(["build", "--quiet", "--all-features"]);
-            for example in EXAMPLES {
-                build.args(["--example", example]);
-            }
-            if profile_dir.ends_with("release") {
-                build.arg("--release");
-            }
-            let status = build.status().expect("run cargo build --example ..");
-            assert!(status.success(), "cargo build of the examples failed");
-        }
-        profile_dir.join("examples")
-    });
-    assert!(EXAMPLES.contains(&name), "add {name} to EXAMPLES");
-    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "example binary not found at {}",
-        path.display()
-    );
-    path
-}
-
-const EXAMPLES: [&str; 4] = ["axum", "hyper", "sse", "tonic"];
 
 /// One example process at a time: these tests measure deadlines in milliseconds, and a
 /// 64 MB download in a parallel test would steal the CPU they are measured on.

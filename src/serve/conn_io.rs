@@ -26,7 +26,10 @@ pub(super) struct ConnIo<Io> {
     prefix: Prefix,
     /// How much of `prefix` hyper has read.
     replayed: u8,
-    back: Option<oneshot::Sender<Io>>,
+    /// Where the stream goes back, with whether hyper shut it down (its FIN sent; over TLS,
+    /// `close_notify` first): the close then does not do it again.
+    back: Option<oneshot::Sender<(Io, bool)>>,
+    shut_down: bool,
     /// Told of every write (`ConnState::wrote`).
     state: Option<Arc<ConnState>>,
     /// HTTP/2, once told to leave: made when the task says so (`ConnState::going_away`).
@@ -39,13 +42,14 @@ impl<Io> ConnIo<Io> {
         io: Io,
         prefix: Prefix,
         state: Option<Arc<ConnState>>,
-    ) -> (Self, oneshot::Receiver<Io>) {
+    ) -> (Self, oneshot::Receiver<(Io, bool)>) {
         let (back, returned) = oneshot::channel();
         let conn = Self {
             io: Some(io),
             prefix,
             replayed: 0,
             back: Some(back),
+            shut_down: false,
             state,
             pong: None,
         };
@@ -77,7 +81,7 @@ impl<Io> Drop for ConnIo<Io> {
     fn drop(&mut self) {
         if let (Some(io), Some(back)) = (self.io.take(), self.back.take()) {
             // The task may be gone (aborted at the deadline): then the stream is just dropped.
-            let _ = back.send(io);
+            let _ = back.send((io, self.shut_down));
         }
     }
 }
@@ -139,7 +143,11 @@ impl<Io: AsyncWrite + Unpin> AsyncWrite for ConnIo<Io> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.io().poll_shutdown(cx)
+        let shutdown = self.io().poll_shutdown(cx);
+        if let Poll::Ready(Ok(())) = shutdown {
+            self.shut_down = true;
+        }
+        shutdown
     }
 }
 
@@ -169,5 +177,19 @@ mod tests {
             returned.await.is_ok(),
             "the stream comes back when hyper drops it"
         );
+    }
+
+    #[tokio::test]
+    async fn the_stream_comes_back_saying_whether_hyper_shut_it_down() {
+        let (_client, server) = tokio::io::duplex(64);
+        let (io, returned) = ConnIo::new(server, Prefix::default(), None);
+        drop(io);
+        assert!(!returned.await.unwrap().1, "not shut down");
+
+        let (_client, server) = tokio::io::duplex(64);
+        let (mut io, returned) = ConnIo::new(server, Prefix::default(), None);
+        io.shutdown().await.unwrap();
+        drop(io);
+        assert!(returned.await.unwrap().1, "shut down");
     }
 }

@@ -43,15 +43,19 @@ pub(super) enum Linger {
     Never,
 }
 
-/// Sends FIN (again, if hyper already did; over TLS, `close_notify` first), then, on TCP and as `linger` says, reads and
-/// discards until the peer closes, fails, or [`LINGER`] has passed.
-pub(super) async fn close<Io>(mut io: Io, linger: Linger)
+/// Sends FIN (over TLS, `close_notify` first) unless `shut_down` says hyper already did, then,
+/// on TCP and as `linger` says, reads and discards until the peer closes, fails, or [`LINGER`]
+/// has passed.
+pub(super) async fn close<Io>(mut io: Io, linger: Linger, shut_down: bool)
 where
     Io: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     // Over TLS, `close_notify` must be written first: bounded, for a peer that reads nothing
-    // (over plain TCP the FIN never waits).
-    let _ = tokio::time::timeout(LINGER, io.shutdown()).await;
+    // (over plain TCP the FIN never waits). Not twice: a second `shutdown` sends nothing but
+    // costs a system call on every connection.
+    if !shut_down {
+        let _ = tokio::time::timeout(LINGER, io.shutdown()).await;
+    }
     let Some(stream) = tcp(&mut io) else {
         return;
     };
@@ -87,8 +91,8 @@ where
 /// The TCP socket of `io`: itself, or the one under its TLS.
 fn tcp(io: &mut dyn Any) -> Option<&mut TcpStream> {
     #[cfg(feature = "rustls")]
-    if io.is::<tokio_rustls::server::TlsStream<TcpStream>>() {
-        let tls = io.downcast_mut::<tokio_rustls::server::TlsStream<TcpStream>>()?;
+    if io.is::<super::tls::Served<TcpStream>>() {
+        let tls = io.downcast_mut::<super::tls::Served<TcpStream>>()?;
         return Some(tls.get_mut().0);
     }
     io.downcast_mut::<TcpStream>()

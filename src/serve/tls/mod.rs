@@ -61,6 +61,10 @@ pub use self::config::TlsConfig;
 pub use self::connect_info::PeerCertificates;
 pub(super) use self::connect_info::WithPeerCertificates;
 
+/// A connection's stream once its handshake is done, as `serve` holds it: boxed
+/// (`connection.rs` says why). `linger.rs` finds the TCP socket under it by this type.
+pub(super) type Served<Io> = Box<tokio_rustls::server::TlsStream<Io>>;
+
 use super::Serve;
 
 mod acceptor;
