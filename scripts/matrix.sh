@@ -6,16 +6,20 @@
 # One table of lost/sent and refused streams for the three, then one of GOAWAY timing for the
 # HTTP/2 clients.
 #
-#   bash scripts/matrix.sh                          # 18 cells, 2 restarts each (~13 min)
+#   bash scripts/matrix.sh                          # 24 cells, 2 restarts each (~17 min)
 #   bash scripts/matrix.sh --restarts 6             # more restarts per cell
 #   bash scripts/matrix.sh --lb haproxy-tcp --client h2,grpc --load fast --restarts 1
 #   bash scripts/matrix.sh --servers framework      # one tower-drain server (and the control)
 #   bash scripts/matrix.sh --cells haproxy-tcp:h2:fast,nginx:grpc:mixed   # just these cells
 #   bash scripts/matrix.sh --cells haproxy-tcp:h2:fast --restarts 6 --notice-ms 1000  # issue 14's
 #   bash scripts/matrix.sh --cells nginx-unix:h1:fast,nginx-unix:h2:fast  # nginx to Unix sockets
+#   bash scripts/matrix.sh --lb haproxy-tls --client h1,h2,grpc,grpc-retry  # every TLS cell
 #
 # Cells: load balancers haproxy-http (HAProxy `mode http`, keep-alive; HTTP/1.1 to the axum
-# servers, `proto h2` to the gRPC servers), haproxy-tcp (HAProxy `mode tcp`), nginx (its
+# servers, `proto h2` to the gRPC servers), haproxy-tcp (HAProxy `mode tcp`), haproxy-tls
+# (HAProxy `mode tcp` passing TLS through: every server serves TLS, HAProxy checks readiness
+# over TLS, the clients speak HTTPS/1.1, HTTP/2 over TLS and gRPC over TLS; rolling-restart.sh
+# --tls), nginx (its
 # default `proxy_next_upstream`/`grpc_next_upstream error timeout`) and nginx-unix (the same
 # nginx reaching the servers over Unix domain sockets, `server unix:PATH;`: h1 and h2 clients
 # only, not in the default --lb list); clients h1, h2 and grpc
@@ -39,7 +43,7 @@
 # GOAWAY timing (h2 and grpc cells): for the client connections open at SIGTERM, how many got
 # a GOAWAY before the next restart ("told") and how long after SIGTERM: median (min..max), in
 # ms, over all restarts of the cell (each cell's log has them per restart). Behind HAProxy
-# `mode tcp` these are the servers' GOAWAYs, passed through to the pinned clients: `serve`
+# `mode tcp` (haproxy-tcp, haproxy-tls) these are the servers' GOAWAYs, passed through to the pinned clients: `serve`
 # should tell them within a round trip of SIGTERM, `framework` only at the drain (the notice
 # period later, 600 ms). Behind HAProxy `mode http` and nginx the client's connection ends at
 # the balancer, which does not pass a server's GOAWAY on.
@@ -52,7 +56,7 @@
 # the plain server lost 0 and never more than the plain server, every one of their restarts
 # exited 0, in the h2 and grpc cells serve refused no more streams than framework (below), and,
 # in the HAProxy
-# `mode tcp` h2 and grpc cells, serve told connections to go away with a median delay below
+# `mode tcp` h2 and grpc cells (haproxy-tcp, haproxy-tls), serve told connections to go away with a median delay below
 # --goaway-limit-ms (default 100; 0 turns the check off); 1 when a cell misses it; 2 when a
 # cell could not be run.
 #
@@ -75,7 +79,7 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF2'
-usage: matrix.sh [--restarts N] [--lb haproxy-http,haproxy-tcp,nginx,nginx-unix]
+usage: matrix.sh [--restarts N] [--lb haproxy-http,haproxy-tcp,haproxy-tls,nginx,nginx-unix]
                  [--client h1,h2,grpc,grpc-retry] [--load mixed,fast] [--profile release|dev]
                  [--restart-gap-ms MS] [--notice-ms MS] [--cells LB:CLIENT:LOAD,..]
                  [--servers serve,framework] [--goaway-limit-ms MS]
@@ -85,7 +89,7 @@ EOF2
 }
 
 RESTARTS=2
-LBS=haproxy-http,haproxy-tcp,nginx
+LBS=haproxy-http,haproxy-tcp,haproxy-tls,nginx
 CLIENTS=h1,h2,grpc
 LOADS=mixed,fast
 CELLS=""           # LB:CLIENT:LOAD,..; default: every --lb x --client x --load
@@ -131,7 +135,7 @@ else
 fi
 for c in "${CELL_LIST[@]}"; do
   IFS=: read -r lb client load <<< "$c"
-  case "$lb" in haproxy-http|haproxy-tcp|nginx|nginx-unix) ;; *) echo "unknown load balancer $lb in $c" >&2; exit 2 ;; esac
+  case "$lb" in haproxy-http|haproxy-tcp|haproxy-tls|nginx|nginx-unix) ;; *) echo "unknown load balancer $lb in $c" >&2; exit 2 ;; esac
   case "$client" in h1|h2|grpc|grpc-retry) ;; *) echo "unknown client $client in $c" >&2; exit 2 ;; esac
   if [[ "$lb" == nginx-unix && "$client" == grpc* ]]; then
     echo "$c: the gRPC servers listen on TCP only (nginx-unix takes h1 and h2)" >&2; exit 2
@@ -167,6 +171,7 @@ lb_args() {
   case "$1" in
     haproxy-http) echo "--lb haproxy --lb-mode http-keep-alive" ;;
     haproxy-tcp) echo "--lb haproxy --lb-mode tcp" ;;
+    haproxy-tls) echo "--lb haproxy --lb-mode tcp --tls" ;;
     nginx) echo "--lb nginx --lb-retries off" ;;
     nginx-unix) echo "--lb nginx --lb-retries off --backend-socket unix" ;;
   esac
@@ -274,7 +279,7 @@ for c in "${CELL_LIST[@]}"; do
   done
   if [[ "$client" != h1 ]]; then
     check=""
-    if [[ "$lb" == haproxy-tcp ]] && ((GOAWAY_LIMIT_MS > 0)) && ran serve; then
+    if [[ "$lb" == haproxy-tcp || "$lb" == haproxy-tls ]] && ((GOAWAY_LIMIT_MS > 0)) && ran serve; then
       told=$(field goaway_told "${line[serve]}")
       median=$(field goaway_median_ms "${line[serve]}")
       if [[ -z "$told" || "$told" == 0 ]] || ! awk -v m="$median" -v l="$GOAWAY_LIMIT_MS" 'BEGIN { exit !(m < l) }'; then

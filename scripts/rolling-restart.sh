@@ -58,6 +58,16 @@
 # over TCP. Readiness is asked over the socket (`curl --unix-socket PATH`). nginx passes HTTP/2
 # upstream only with grpc_pass, and the gRPC servers listen on TCP only: no grpc client here.
 #
+# --tls (with --lb haproxy --lb-mode tcp) runs every hop over TLS: the harness's `certs` writes
+# a self-signed certificate for localhost into the run's temporary directory, every server
+# gets it as TLS_CERT/TLS_KEY (serve: tower-drain's TLS; framework: axum-server's rustls or
+# tonic's ServerTlsConfig, from the examples; the plain controls likewise), HAProxy `mode tcp`
+# passes TLS through and checks readiness over TLS (`check-ssl verify none`, ALPN http/1.1 for
+# the axum servers' GET /readyz, h2 for the gRPC servers' hand-written HTTP/2 check), and the
+# load generator trusts the certificate (`loadgen --ca`): HTTPS/1.1, HTTP/2 over TLS (ALPN
+# h2), gRPC over TLS. GOAWAY timing and refused streams are read from the decrypted HTTP/2
+# (harness/src/load/tls.rs), as over cleartext.
+#
 # --notice-ms MS sets the drain servers' NOTICE_MS (default: the timing rule below).
 #
 # Refused streams (h2 and grpc clients): the load generator counts on the wire every stream
@@ -91,7 +101,7 @@ usage: rolling-restart.sh [--mode drain|serve|framework|naive-graceful|naive-abr
                           [--client h1|h2|grpc] [--load mixed|fast]
                           [--connections N] [--streams N] [--pause-ms MS] [--inter-ms MS]
                           [--notice-ms MS] [--restart-gap-ms MS] [--profile release|dev]
-                          [--drain-server NAME] [--result-file FILE] [--client-retry]
+                          [--drain-server NAME] [--result-file FILE] [--client-retry] [--tls]
 EOF
 }
 
@@ -107,6 +117,7 @@ CONNECTIONS=""      # default: the load generator's for the client and load
 STREAMS=""          # concurrent streams per connection (h2, grpc); default: the load generator's
 PAUSE_MS=""         # pause of each worker between two requests; default: 2 (mixed), 0 (fast)
 CLIENT_RETRY=""     # --client-retry: gRPC channels behind tower_drain::client::TransparentRetryLayer
+TLS=""              # --tls: TLS end to end, passed through by HAProxy mode tcp
 RESULT_FILE=""
 DRAIN_SERVER=""     # SERVER for --mode drain; default: the example's own
 INTER_MS=100        # health-check interval
@@ -145,6 +156,7 @@ while (($#)); do
     --profile) PROFILE=$2; shift 2 ;;
     --pause-ms) PAUSE_MS=$2; shift 2 ;;
     --client-retry) CLIENT_RETRY=1; shift ;;
+    --tls) TLS=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -186,6 +198,9 @@ case "$BACKEND_SOCKET" in tcp) ;; unix)
   [[ "$CLIENT" != grpc ]] || { echo "--backend-socket unix: the gRPC servers listen on TCP only" >&2; exit 2; } ;;
   *) echo "--backend-socket must be tcp or unix" >&2; exit 2 ;;
 esac
+if [[ -n "$TLS" && ( "$LB" != haproxy || "$LB_MODE" != tcp ) ]]; then
+  echo "--tls needs --lb haproxy --lb-mode tcp (HAProxy passes TLS through to the servers)" >&2; exit 2
+fi
 case "$PROFILE" in release) PROFILE_DIR=release ;; dev) PROFILE_DIR=debug ;; *)
   echo "--profile must be release or dev" >&2; exit 2 ;;
 esac
@@ -210,6 +225,7 @@ LOAD_DESC="client $CLIENT, load $LOAD"
 [[ -z "$STREAMS" ]] || { LOADGEN_ARGS+=(--streams "$STREAMS"); LOAD_DESC+=" x $STREAMS streams"; }
 [[ -z "$PAUSE_MS" ]] || { LOADGEN_ARGS+=(--pause-ms "$PAUSE_MS"); LOAD_DESC+=", ${PAUSE_MS}ms apart"; }
 [[ -z "$CLIENT_RETRY" ]] || { LOADGEN_ARGS+=(--client-retry); LOAD_DESC+=", client behind TransparentRetryLayer"; }
+[[ -z "$TLS" ]] || LOAD_DESC+=", over TLS"
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -246,6 +262,7 @@ if [[ "$CLIENT" == grpc ]]; then DRAIN_EXAMPLE=tonic; NAIVE_BIN=naive_tonic
 else DRAIN_EXAMPLE=axum; NAIVE_BIN=naive; fi
 EXAMPLES=()
 HARNESS=(--bin loadgen)
+[[ -z "$TLS" ]] || HARNESS+=(--bin certs)
 for m in "${MODES[@]}"; do
   case "$m" in
     drain|serve|framework) [[ -n "${DRAIN_SERVER_BIN:-}" || " ${EXAMPLES[*]} " == *" $DRAIN_EXAMPLE "* ]] \
@@ -293,6 +310,14 @@ BUDGET_S=$((120 + ${#MODES[@]} * (30 + RESTARTS * (30 + RESTART_GAP_MS / 1000)))
   wait "$nap" && { echo "rolling-restart: over budget (${BUDGET_S}s), aborting" >&2; kill -TERM $$; } ) &
 WATCHDOG=$!
 PIDS+=("$WATCHDOG")
+
+# --tls: one self-signed certificate for the run, for every server; the load generator trusts it.
+TLS_ENV=()
+if [[ -n "$TLS" ]]; then
+  "$HARNESS_DIR/certs" "$WORK" > /dev/null || { echo "certs failed" >&2; exit 1; }
+  TLS_ENV=(TLS_CERT="$WORK/cert.pem" TLS_KEY="$WORK/key.pem")
+  LOADGEN_ARGS+=(--ca "$WORK/cert.pem")
+fi
 
 # field_of NAME LINE: the value of NAME=.. in LINE, or nothing.
 field_of() { { grep -oE "(^| )$1=[^ ]*" <<< "$2" || true; } | cut -d= -f2; }
@@ -364,16 +389,17 @@ start_server() { # start_server NAME MODE -> sets SERVER_PID[NAME]; listens on S
     naive-graceful) bin=$HARNESS_DIR/$NAIVE_BIN; env=(NAIVE=graceful) ;;
     naive-abrupt) bin=$HARNESS_DIR/$NAIVE_BIN; env=(NAIVE=abrupt) ;;
   esac
-  env "${env[@]}" ADDR="$addr" "$bin" > "$log" 2>&1 3>&- &
+  env "${env[@]}" "${TLS_ENV[@]}" ADDR="$addr" "$bin" > "$log" 2>&1 3>&- &
   SERVER_PID[$name]=$!
   PIDS+=("$!")
   wait_until 10 grep -qsF "listening on $addr" "$log" \
     || { echo "server $name did not start on $addr; log:" >&2; tail -n 20 "$log" >&2; return 1; }
 }
 
-# The gRPC servers speak HTTP/2 only, which bash cannot: for them "listening on" is the sign
-# (HAProxy's HTTP/2 check of /readyz, or nginx's access log, then confirms it in use).
-ready_direct() { [[ "$CLIENT" == grpc || "$(server_status "${SERVER_ADDR[$1]}" /readyz)" == 200 ]]; }
+# The gRPC servers speak HTTP/2 only, and with --tls every server speaks TLS, which bash cannot:
+# for them "listening on" is the sign (HAProxy's check of /readyz, or nginx's access log, then
+# confirms it in use).
+ready_direct() { [[ -n "$TLS" || "$CLIENT" == grpc || "$(server_status "${SERVER_ADDR[$1]}" /readyz)" == 200 ]]; }
 accepts() { (exec 9<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 up_in_haproxy() { [[ "$(hap_state "$1")" == 2 ]]; }
 
@@ -504,6 +530,11 @@ run_mode() {
     [[ "$CLIENT" != grpc || "$mode_line" != http ]] || server_line="proto h2"
     local check_keep=h1 check_drop=h2
     [[ "$CLIENT" != grpc ]] || { check_keep=h2; check_drop=h1; }
+    # --tls: HAProxy passes TLS through (mode tcp) and checks over TLS, with the ALPN of the
+    # check (tonic's TLS server offers h2 only).
+    if [[ -n "$TLS" ]]; then
+      server_line="check-ssl verify none check-alpn $([[ "$CLIENT" == grpc ]] && echo h2 || echo 'http\/1.1')"
+    fi
     if [[ "$LB_RETRIES" == on ]]; then
       redispatch_line="option redispatch 1"
       if [[ "$LB_MODE" == tcp ]]; then retry_line="# retry-on needs mode http"

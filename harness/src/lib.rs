@@ -5,6 +5,8 @@
 //! - `naive` and `naive_tonic` ([`plain`]): the control, the examples' apps on the framework's
 //!   own graceful shutdown alone, with no `tower-drain`;
 //! - `bench_server`: the end-to-end benchmark's server (`scripts/bench-e2e.sh`).
+//! - `certs`: the self-signed certificate for `localhost` of the TLS cells
+//!   (`scripts/rolling-restart.sh --tls`).
 //!
 //! The controls must serve exactly what the examples serve, so the apps are compiled from the
 //! examples' own files ([`routes`], [`echo`], [`env`]) rather than copied.

@@ -68,3 +68,18 @@ pub async fn terminate_or_interrupt(who: &str) {
         () = term => {}
     }
 }
+
+/// `TLS_CERT` and `TLS_KEY` (PEM files: the certificate chain, the private key), as the
+/// examples read them: both or neither.
+pub fn tls_files() -> Result<Option<(std::path::PathBuf, std::path::PathBuf)>, String> {
+    let path = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+    };
+    match (path("TLS_CERT"), path("TLS_KEY")) {
+        (Some(cert), Some(key)) => Ok(Some((cert, key))),
+        (None, None) => Ok(None),
+        _ => Err("TLS_CERT and TLS_KEY go together: set both or neither".into()),
+    }
+}

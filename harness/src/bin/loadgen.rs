@@ -15,6 +15,11 @@
 //! - `grpc`: tonic channels with `--streams` concurrent callers each, calling `demo.Echo`
 //!   (`examples/support/echo.rs`) with no retry policy, like a tonic client as shipped.
 //!
+//! TLS (`--ca PATH`): every client connects over TLS, trusting the PEM certificates in `PATH`
+//! and checking the server's certificate for `--server-name` (default `localhost`); ALPN
+//! `http/1.1` for `h1`, `h2` for `h2` and `grpc` (`harness/src/load/tls.rs`). The `GOAWAY`
+//! timing and the refused streams are read from the decrypted HTTP/2, as over cleartext.
+//!
 //! Loads (`--load`): `mixed` (default) draws 60 % fast, 25 % slow (200..500 ms) and 15 %
 //! streaming (3..8 chunks, 50..100 ms apart) requests, `--pause-ms` apart (default 2); `fast`
 //! sends only fast requests (`GET /`, or a unary echo) back to back, on more connections and
@@ -73,11 +78,16 @@ struct Options {
     label: String,
     /// `--client-retry`: gRPC channels behind `TransparentRetryLayer`.
     retry: Option<tower_drain::client::TransparentRetryLayer>,
+    /// `--ca`: the certificates to trust; TLS to the target.
+    ca: Option<std::path::PathBuf>,
+    /// `--server-name`: the name asked for and checked over TLS.
+    server_name: String,
 }
 
 fn usage() -> String {
     "usage: loadgen --target HOST:PORT [--client h1|h2|grpc] [--load mixed|fast] [--connections N] \
-     [--streams N] [--pause-ms MS] [--timeout-ms MS] [--label TEXT] [--client-retry]"
+     [--streams N] [--pause-ms MS] [--timeout-ms MS] [--label TEXT] [--client-retry] \
+     [--ca PATH] [--server-name NAME]"
         .into()
 }
 
@@ -92,6 +102,8 @@ fn parse_args() -> Result<Options, String> {
         timeout: Duration::from_secs(10),
         label: "run".into(),
         retry: None,
+        ca: None,
+        server_name: "localhost".into(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -128,6 +140,8 @@ fn parse_args() -> Result<Options, String> {
             "--client-retry" => {
                 opts.retry = Some(tower_drain::client::TransparentRetryLayer::default())
             }
+            "--ca" => opts.ca = Some(value()?.into()),
+            "--server-name" => opts.server_name = value()?,
             "-h" | "--help" => return Err(usage()),
             other => return Err(format!("unknown argument {other:?}\n{}", usage())),
         }
@@ -171,11 +185,13 @@ fn spawn_workers(
     streams: usize,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
     let mut workers = Vec::new();
+    let tls = ctx.tls.as_ref();
     for c in 0..connections {
-        let h2_connection = load::http2::Connection::new(&opts.target, &ctx.goaways);
+        let h2_connection = load::http2::Connection::new(&opts.target, tls, &ctx.goaways);
         let channel = match opts.client {
             ClientKind::Grpc => Some(load::grpc::channel(
                 &opts.target,
+                tls,
                 &ctx.goaways,
                 opts.retry.as_ref(),
             )?),
@@ -250,8 +266,23 @@ async fn main() -> std::process::ExitCode {
         }
     };
     let (connections, streams, pause) = shape(&opts);
+    let alpn: &[u8] = match opts.client {
+        ClientKind::H1 => b"http/1.1",
+        ClientKind::H2 | ClientKind::Grpc => b"h2",
+    };
+    let tls = match &opts.ca {
+        None => None,
+        Some(ca) => match load::tls::Tls::new(ca, &opts.server_name, alpn) {
+            Ok(tls) => Some(Arc::new(tls)),
+            Err(e) => {
+                eprintln!("loadgen: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        },
+    };
     let ctx = Arc::new(Ctx {
         target: opts.target.clone(),
+        tls,
         load: opts.load,
         pause,
         timeout: opts.timeout,

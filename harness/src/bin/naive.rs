@@ -12,6 +12,11 @@
 //! - `GET /readyz` and `GET /livez` answer `200` always, like a typical hand-written health
 //!   route that knows nothing about shutdown.
 //!
+//! TLS: `TLS_CERT` and `TLS_KEY` (PEM files, as for the examples) make it serve HTTPS (ALPN
+//! `h2` and `http/1.1`) with axum-server's rustls acceptor instead of `axum::serve` (TCP only);
+//! `graceful` is then axum-server's `Handle::graceful_shutdown(None)`, which likewise stops
+//! accepting and lets in-flight requests finish without a deadline.
+//!
 //! `NAIVE` picks what `SIGTERM` (or Ctrl-C) does:
 //!
 //! - `graceful` (default): `axum::serve(..).with_graceful_shutdown(signal)` alone: stop
@@ -25,25 +30,27 @@
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use axum::routing::get;
 use axum::serve::Listener;
 use axum::Router;
 use plain::Mode;
-use tokio::net::UnixListener;
+use tokio::net::{TcpListener, UnixListener};
 
 use tower_drain_harness::env::Addr;
 use tower_drain_harness::{env, plain, routes};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let (mode, addr) = match (
+    let (mode, addr, tls) = match (
         plain::mode_from_env(),
         env::listen_addr(SocketAddr::from(([127, 0, 0, 1], 3000))),
+        plain::tls_files(),
     ) {
-        (Ok(mode), Ok(addr)) => (mode, addr),
-        (Err(e), _) | (_, Err(e)) => {
+        (Ok(mode), Ok(addr), Ok(tls)) => (mode, addr, tls),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             eprintln!("naive: {e}");
             return ExitCode::from(2);
         }
@@ -51,12 +58,16 @@ async fn main() -> ExitCode {
     let app = routes::routes()
         .route("/readyz", get(|| async { "ok\n" }))
         .route("/livez", get(|| async { "ok\n" }));
-    let result = match addr {
-        Addr::Tcp(addr) => match plain::listen(addr).await {
-            Ok(listener) => serve(listener, app, mode).await,
+    let result = match (addr, tls) {
+        (Addr::Tcp(addr), tls) => match plain::listen(addr).await {
+            Ok(listener) => match tls {
+                None => serve(listener, app, mode).await,
+                Some(files) => serve_tls(listener, app, mode, files).await,
+            },
             Err(e) => Err(e),
         },
-        Addr::Unix(path) => {
+        (Addr::Unix(_), Some(_)) => Err("TLS_CERT and TLS_KEY: TCP only".into()),
+        (Addr::Unix(path), None) => {
             let _ = std::fs::remove_file(&path); // left by a previous run
             match UnixListener::bind(&path) {
                 Ok(listener) => {
@@ -98,6 +109,49 @@ where
                 () = plain::terminate_or_interrupt("naive") => {
                     println!("naive (abrupt): signal received, exiting now");
                     // Exit without dropping the runtime's tasks gracefully: connections are cut.
+                    std::process::exit(0);
+                }
+            }
+        }
+    };
+    result.map_err(|e| format!("server error: {e}"))
+}
+
+/// [`serve`] over TLS, on axum-server with its rustls acceptor.
+async fn serve_tls(
+    listener: TcpListener,
+    app: Router,
+    mode: Mode,
+    (cert, key): (PathBuf, PathBuf),
+) -> Result<(), String> {
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
+        .await
+        .map_err(|e| {
+            format!(
+                "TLS_CERT {}, TLS_KEY {}: {e}",
+                cert.display(),
+                key.display()
+            )
+        })?;
+    let listener = listener.into_std().map_err(|e| format!("listener: {e}"))?;
+    let handle = axum_server::Handle::new();
+    let server = axum_server::tls_rustls::from_tcp_rustls(listener, config)
+        .map_err(|e| format!("listener: {e}"))?
+        .handle(handle.clone())
+        .serve(app.into_make_service());
+    let result = match mode {
+        Mode::Graceful => {
+            tokio::spawn(async move {
+                plain::terminate_or_interrupt("naive").await;
+                handle.graceful_shutdown(None);
+            });
+            server.await
+        }
+        Mode::Abrupt => {
+            tokio::select! {
+                r = server => r,
+                () = plain::terminate_or_interrupt("naive") => {
+                    println!("naive (abrupt): signal received, exiting now");
                     std::process::exit(0);
                 }
             }

@@ -12,6 +12,9 @@
 //!   `grpc-status: 12` (`UNIMPLEMENTED`). An HTTP/2 health check on `/readyz` therefore passes
 //!   as long as the server accepts connections, like `naive`'s always-200 readiness route.
 //!
+//! TLS: `TLS_CERT` and `TLS_KEY` (PEM files, as for the examples) make it serve over TLS with
+//! tonic's own `ServerTlsConfig` (ALPN `h2`).
+//!
 //! `NAIVE` picks what `SIGTERM` (or Ctrl-C) does:
 //!
 //! - `graceful` (default): `Server::builder().add_service(..).serve_with_incoming_shutdown(..)`
@@ -27,22 +30,40 @@ use std::process::ExitCode;
 
 use plain::Mode;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::Server;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use tower_drain_harness::{echo, env, plain};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let (mode, addr) = match (
+    let (mode, addr, tls) = match (
         plain::mode_from_env(),
         env::addr(SocketAddr::from(([127, 0, 0, 1], 50051))),
+        plain::tls_files(),
     ) {
-        (Ok(mode), Ok(addr)) => (mode, addr),
-        (Err(e), _) | (_, Err(e)) => {
+        (Ok(mode), Ok(addr), Ok(tls)) => (mode, addr, tls),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             eprintln!("naive_tonic: {e}");
             return ExitCode::from(2);
         }
     };
+    let mut builder = Server::builder();
+    if let Some((cert, key)) = tls {
+        let identity = match (std::fs::read(&cert), std::fs::read(&key)) {
+            (Ok(cert), Ok(key)) => Identity::from_pem(cert, key),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("naive_tonic: TLS_CERT or TLS_KEY: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        builder = match builder.tls_config(ServerTlsConfig::new().identity(identity)) {
+            Ok(builder) => builder,
+            Err(e) => {
+                eprintln!("naive_tonic: TLS: {e}");
+                return ExitCode::from(2);
+            }
+        };
+    }
     let listener = match plain::listen(addr).await {
         Ok(listener) => listener,
         Err(e) => {
@@ -50,7 +71,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let router = Server::builder().add_service(echo::EchoServer);
+    let router = builder.add_service(echo::EchoServer);
     let incoming = TcpIncoming::from(listener);
     let result = match mode {
         Mode::Graceful => {

@@ -12,6 +12,13 @@
 //! With `--client-retry`, every channel sits behind one `tower_drain::client::
 //! TransparentRetryLayer` (and its connector behind `PrefaceConnector`): calls the server never
 //! processed are retried, and the layer's counts are printed at the end.
+//!
+//! With `--ca`, the connector does the TLS itself ([`super::tls`], ALPN `h2`) rather than
+//! tonic's `ClientTlsConfig`: tonic puts its TLS *above* the connector, where
+//! [`Watched`] would read ciphertext (no `GOAWAY` timing, no refused streams) and
+//! `PrefaceConnector` would take the TLS records for HTTP/2 frames. Below them, both read the
+//! decrypted HTTP/2 as over cleartext. The endpoint keeps the `http` scheme (tonic refuses an
+//! `https` URI without its own TLS): the servers do not look at `:scheme`.
 
 use std::sync::Arc;
 
@@ -28,6 +35,7 @@ use crate::echo;
 
 use super::goaway::{Log, Watched};
 use super::stats::Outcome;
+use super::tls::{self, Tls};
 use super::{Client, Ctx, Job};
 
 /// A lazily connected channel to `target`, to share between callers. Its connections read
@@ -37,18 +45,20 @@ use super::{Client, Ctx, Job};
 /// With `retry`, the connector is behind `PrefaceConnector` and the channel behind the layer.
 pub fn channel(
     target: &str,
+    tls: Option<&Arc<Tls>>,
     goaways: &Arc<Log>,
     retry: Option<&TransparentRetryLayer>,
 ) -> Result<GrpcChannel, String> {
     let endpoint = Endpoint::from_shared(format!("http://{target}"))
         .map_err(|e| format!("bad target {target:?}: {e}"))?;
-    let (target, goaways) = (target.to_string(), Arc::clone(goaways));
+    let (target, tls, goaways) = (target.to_string(), tls.cloned(), Arc::clone(goaways));
     let connector = tower::service_fn(move |_: Uri| {
-        let (target, goaways) = (target.clone(), Arc::clone(&goaways));
+        let (target, tls, goaways) = (target.clone(), tls.clone(), Arc::clone(&goaways));
         async move {
             let tcp = TcpStream::connect(&target).await?;
             tcp.set_nodelay(true)?;
-            Ok::<_, std::io::Error>(TokioIo::new(Watched::new(tcp, &goaways)))
+            let stream = tls::wrap(tls.as_deref(), tcp).await?;
+            Ok::<_, std::io::Error>(TokioIo::new(Watched::new(stream, &goaways)))
         }
     });
     Ok(match retry {

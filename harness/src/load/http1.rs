@@ -1,4 +1,5 @@
-//! `--client h1`: one HTTP/1.1 keep-alive connection per worker, one request at a time.
+//! `--client h1`: one HTTP/1.1 keep-alive connection per worker, one request at a time
+//! (HTTPS with `--ca`: a TLS handshake that fails is counted under `tls`, lost).
 //!
 //! A request that hyper hands back **unsent** because the connection had already closed (after
 //! a `Connection: close` response) never reached the network; it is sent again on a new
@@ -13,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::stats::{describe, Outcome};
+use super::tls::{self, Tls};
 use super::{Client, Ctx, Job};
 
 type Sender = http1::SendRequest<Empty<Bytes>>;
@@ -27,7 +29,8 @@ impl Client for Http1 {
     async fn call(&mut self, ctx: &Ctx, job: Job) -> Outcome {
         let (path, expected) = (job.path(), job.expected());
         loop {
-            match exchange(&mut self.sender, &ctx.target, &path, &expected).await {
+            let tls = ctx.tls.as_deref();
+            match exchange(&mut self.sender, &ctx.target, tls, &path, &expected).await {
                 Some(outcome) => return outcome,
                 None => ctx.unsent(),
             }
@@ -39,14 +42,18 @@ impl Client for Http1 {
     }
 }
 
-async fn connect(target: &str) -> Result<Sender, String> {
+/// A new connection, or how it failed: (kind, message).
+async fn connect(target: &str, tls: Option<&Tls>) -> Result<Sender, (&'static str, String)> {
     let stream = TcpStream::connect(target)
         .await
-        .map_err(|e| format!("connect {target}: {e}"))?;
+        .map_err(|e| ("connect", format!("connect {target}: {e}")))?;
     let _ = stream.set_nodelay(true);
+    let stream = tls::wrap(tls, stream)
+        .await
+        .map_err(|e| ("tls", format!("TLS handshake: {e}")))?;
     let (sender, conn) = http1::handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| format!("handshake: {e}"))?;
+        .map_err(|e| ("connect", format!("handshake: {e}")))?;
     tokio::spawn(async move {
         // Errors surface on the request that was in flight; nothing to add here.
         let _ = conn.await;
@@ -60,13 +67,14 @@ async fn connect(target: &str) -> Result<Sender, String> {
 async fn exchange(
     sender: &mut Option<Sender>,
     target: &str,
+    tls: Option<&Tls>,
     path: &str,
     expected: &str,
 ) -> Option<Outcome> {
     if !matches!(sender, Some(s) if !s.is_closed()) {
-        match connect(target).await {
+        match connect(target, tls).await {
             Ok(s) => *sender = Some(s),
-            Err(e) => return Some(Outcome::Failed("connect".into(), e)),
+            Err((kind, e)) => return Some(Outcome::Failed(kind.into(), e)),
         }
     }
     let s = sender.as_mut().expect("connected above");

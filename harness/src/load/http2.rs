@@ -1,5 +1,6 @@
-//! `--client h2`: long-lived HTTP/2 connections (cleartext, prior knowledge), several
-//! concurrent streams each, on the `h2` crate directly so that every error is seen exactly.
+//! `--client h2`: long-lived HTTP/2 connections (cleartext, prior knowledge; with `--ca`, TLS
+//! with ALPN `h2`), several concurrent streams each, on the `h2` crate directly so that every
+//! error is seen exactly.
 //!
 //! A client retries **only** what the protocol proves was not processed, as gRPC's
 //! transparent retry does (gRFC A6) and hyper-util's pooled client does, and a refused stream
@@ -24,7 +25,9 @@
 //! first frame, `SETTINGS`) has arrived, within [`PREFACE_TIMEOUT`]. Behind a TCP load balancer
 //! the client's connection is accepted before the balancer has reached a server; if it then
 //! closes without a byte from the server (the server it picked was gone), no request was on it,
-//! and the requests move to the next connection (counted under `unsent`).
+//! and the requests move to the next connection (counted under `unsent`). Over TLS the same
+//! holds for a TLS handshake that fails or takes longer than [`PREFACE_TIMEOUT`]: the TLS
+//! stream is below the HTTP/2 connection ([`super::tls`]), so no request was written yet.
 //!
 //! Everything else (another reset, a broken connection, a `5xx`, a short body) is lost.
 //!
@@ -46,6 +49,7 @@ use tokio::sync::{oneshot, Mutex};
 
 use super::goaway::{Log, Watched};
 use super::stats::{describe, Outcome};
+use super::tls::{self, Tls};
 use super::{Client, Ctx, Job};
 
 /// Attempts of one request before giving up (each one refused or never sent).
@@ -69,15 +73,17 @@ enum ConnectError {
 /// One long-lived connection shared by several stream workers, replaced after it goes away.
 pub struct Connection {
     target: String,
+    tls: Option<Arc<Tls>>,
     goaways: Arc<Log>,
     /// The generation of the connection and its handle; `None` once it must be replaced.
     current: Mutex<(u64, Option<SendRequest<Bytes>>)>,
 }
 
 impl Connection {
-    pub fn new(target: &str, goaways: &Arc<Log>) -> Arc<Self> {
+    pub fn new(target: &str, tls: Option<&Arc<Tls>>, goaways: &Arc<Log>) -> Arc<Self> {
         Arc::new(Connection {
             target: target.to_string(),
+            tls: tls.cloned(),
             goaways: Arc::clone(goaways),
             current: Mutex::new((0, None)),
         })
@@ -86,7 +92,7 @@ impl Connection {
     async fn sender(&self) -> Result<(u64, SendRequest<Bytes>), ConnectError> {
         let mut current = self.current.lock().await;
         if current.1.is_none() {
-            current.1 = Some(connect(&self.target, &self.goaways).await?);
+            current.1 = Some(connect(&self.target, self.tls.as_deref(), &self.goaways).await?);
             current.0 += 1;
         }
         Ok((current.0, current.1.clone().expect("set above")))
@@ -101,11 +107,20 @@ impl Connection {
     }
 }
 
-async fn connect(target: &str, goaways: &Arc<Log>) -> Result<SendRequest<Bytes>, ConnectError> {
+async fn connect(
+    target: &str,
+    tls: Option<&Tls>,
+    goaways: &Arc<Log>,
+) -> Result<SendRequest<Bytes>, ConnectError> {
     let tcp = TcpStream::connect(target)
         .await
         .map_err(|e| ConnectError::Unreachable(format!("connect {target}: {e}")))?;
     let _ = tcp.set_nodelay(true);
+    // Closed or silent before the TLS handshake ended: as before the preface.
+    let tcp = match tokio::time::timeout(PREFACE_TIMEOUT, tls::wrap(tls, tcp)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(_)) | Err(_) => return Err(ConnectError::NoPreface),
+    };
     let (first_read, preface) = oneshot::channel();
     let io = FirstRead {
         io: Watched::new(tcp, goaways),
@@ -126,9 +141,9 @@ async fn connect(target: &str, goaways: &Arc<Log>) -> Result<SendRequest<Bytes>,
     }
 }
 
-/// A TCP stream that reports its first successful read: the server's preface.
+/// A connection that reports its first successful read: the server's preface.
 struct FirstRead {
-    io: Watched<TcpStream>,
+    io: Watched<tls::Stream>,
     first_read: Option<oneshot::Sender<()>>,
 }
 
@@ -172,7 +187,12 @@ pub struct Http2 {
 
 impl Client for Http2 {
     async fn call(&mut self, ctx: &Ctx, job: Job) -> Outcome {
-        let uri = format!("http://{}{}", ctx.target, job.path());
+        let scheme = if self.connection.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let uri = format!("{scheme}://{}{}", ctx.target, job.path());
         let mut refusals = 0;
         for _ in 0..MAX_ATTEMPTS {
             let (generation, sender) = match self.connection.sender().await {

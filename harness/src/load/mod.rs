@@ -1,6 +1,6 @@
 //! The load generator's parts: what to send ([`Job`]), what was counted ([`stats`]), when
 //! connections were told to go away ([`goaway`]), and one module per client protocol
-//! ([`http1`], [`http2`], [`grpc`]). `src/bin/loadgen.rs` wires
+//! ([`http1`], [`http2`], [`grpc`]), over TLS with `--ca` ([`tls`]). `src/bin/loadgen.rs` wires
 //! them to the command line and the control protocol on stdin.
 
 pub mod goaway;
@@ -8,6 +8,7 @@ pub mod grpc;
 pub mod http1;
 pub mod http2;
 pub mod stats;
+pub mod tls;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -96,6 +97,8 @@ impl XorShift {
 /// What every worker shares.
 pub struct Ctx {
     pub target: String,
+    /// `--ca`: TLS to the target (the h1 client's; h2 and gRPC carry theirs).
+    pub tls: Option<Arc<tls::Tls>>,
     pub load: Load,
     /// Pause of each worker between two requests.
     pub pause: Duration,
@@ -133,7 +136,8 @@ impl Ctx {
                     Outcome::Failed("timeout".into(), format!("after {:?}", self.timeout))
                 }
             };
-            let connect_failed = matches!(&outcome, Outcome::Failed(kind, _) if kind == "connect");
+            let connect_failed =
+                matches!(&outcome, Outcome::Failed(kind, _) if kind == "connect" || kind == "tls");
             self.stats
                 .lock()
                 .unwrap()
