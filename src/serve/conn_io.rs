@@ -19,6 +19,19 @@ use super::held_pong::HeldPong;
 use super::protocol::{Prefix, Protocol};
 use super::state::ConnState;
 
+/// How a connection's stream ended, when hyper gives it back: what its close still has to do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Ended {
+    /// hyper shut it down (its FIN sent; over TLS, `close_notify` first): the close does not
+    /// do it again.
+    pub(super) shut_down: bool,
+    /// A read found the end of the peer's stream (its FIN; over TLS, its `close_notify`):
+    /// nothing more can arrive, so nothing unread can turn the close into a reset, and the
+    /// close does not linger. Not seen while an HTTP/2 connection's reads go through
+    /// [`HeldPong`]: those connections linger as before.
+    pub(super) peer_closed: bool,
+}
+
 /// The connection's stream as hyper sees it.
 pub(super) struct ConnIo<Io> {
     /// `Some` until dropped.
@@ -26,10 +39,9 @@ pub(super) struct ConnIo<Io> {
     prefix: Prefix,
     /// How much of `prefix` hyper has read.
     replayed: u8,
-    /// Where the stream goes back, with whether hyper shut it down (its FIN sent; over TLS,
-    /// `close_notify` first): the close then does not do it again.
-    back: Option<oneshot::Sender<(Io, bool)>>,
-    shut_down: bool,
+    /// Where the stream goes back, with how its two sides ended.
+    back: Option<oneshot::Sender<(Io, Ended)>>,
+    ended: Ended,
     /// Told of every write (`ConnState::wrote`).
     state: Option<Arc<ConnState>>,
     /// HTTP/2, once told to leave: made when the task says so (`ConnState::going_away`).
@@ -42,14 +54,14 @@ impl<Io> ConnIo<Io> {
         io: Io,
         prefix: Prefix,
         state: Option<Arc<ConnState>>,
-    ) -> (Self, oneshot::Receiver<(Io, bool)>) {
+    ) -> (Self, oneshot::Receiver<(Io, Ended)>) {
         let (back, returned) = oneshot::channel();
         let conn = Self {
             io: Some(io),
             prefix,
             replayed: 0,
             back: Some(back),
-            shut_down: false,
+            ended: Ended::default(),
             state,
             pong: None,
         };
@@ -81,7 +93,7 @@ impl<Io> Drop for ConnIo<Io> {
     fn drop(&mut self) {
         if let (Some(io), Some(back)) = (self.io.take(), self.back.take()) {
             // The task may be gone (aborted at the deadline): then the stream is just dropped.
-            let _ = back.send((io, self.shut_down));
+            let _ = back.send((io, self.ended));
         }
     }
 }
@@ -110,7 +122,15 @@ impl<Io: AsyncRead + Unpin> AsyncRead for ConnIo<Io> {
                 let io = Pin::new(this.io.as_mut().expect("present until dropped"));
                 pong.poll_read(cx, buf, |cx, buf| io.poll_read(cx, buf))
             }
-            _ => this.io().poll_read(cx, buf),
+            _ => {
+                let (before, wanted) = (buf.filled().len(), buf.remaining() > 0);
+                let read =
+                    Pin::new(this.io.as_mut().expect("present until dropped")).poll_read(cx, buf);
+                if wanted && matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() == before {
+                    this.ended.peer_closed = true;
+                }
+                read
+            }
         }
     }
 }
@@ -145,7 +165,7 @@ impl<Io: AsyncWrite + Unpin> AsyncWrite for ConnIo<Io> {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let shutdown = self.io().poll_shutdown(cx);
         if let Poll::Ready(Ok(())) = shutdown {
-            self.shut_down = true;
+            self.ended.shut_down = true;
         }
         shutdown
     }
@@ -184,12 +204,32 @@ mod tests {
         let (_client, server) = tokio::io::duplex(64);
         let (io, returned) = ConnIo::new(server, Prefix::default(), None);
         drop(io);
-        assert!(!returned.await.unwrap().1, "not shut down");
+        assert!(!returned.await.unwrap().1.shut_down, "not shut down");
 
         let (_client, server) = tokio::io::duplex(64);
         let (mut io, returned) = ConnIo::new(server, Prefix::default(), None);
         io.shutdown().await.unwrap();
         drop(io);
-        assert!(returned.await.unwrap().1, "shut down");
+        assert!(returned.await.unwrap().1.shut_down, "shut down");
+    }
+
+    #[tokio::test]
+    async fn the_stream_comes_back_saying_whether_the_peer_closed_its_side() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let (mut client, server) = tokio::io::duplex(64);
+        let (mut io, returned) = ConnIo::new(server, Prefix::default(), None);
+        client.write_all(b"GET").await.unwrap();
+        let mut bytes = [0; 8];
+        assert_eq!(io.read(&mut bytes).await.unwrap(), 3);
+        drop(io);
+        assert!(!returned.await.unwrap().1.peer_closed, "still open");
+
+        let (mut client, server) = tokio::io::duplex(64);
+        let (mut io, returned) = ConnIo::new(server, Prefix::default(), None);
+        client.shutdown().await.unwrap();
+        assert_eq!(io.read(&mut bytes).await.unwrap(), 0);
+        drop(io);
+        assert!(returned.await.unwrap().1.peer_closed, "its end read");
     }
 }

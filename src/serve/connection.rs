@@ -328,13 +328,16 @@ async fn serve_stream<Io, S>(
     state.guard.finished();
     let state_wrote = state.wrote.load(Ordering::Relaxed);
     drop(state);
-    if let Ok((io, shut_down)) = io {
+    if let Ok((io, ended)) = io {
         let linger = match protocol {
+            // Its end read: nothing more can come, nothing unread can turn the close into a
+            // reset.
+            _ if ended.peer_closed => Linger::Never,
             Protocol::Http1 if state_wrote => Linger::IfSending,
             Protocol::Http1 => Linger::IfReadable,
             Protocol::Http2 => Linger::Always,
         };
-        close(io, linger, shut_down).await;
+        close(io, linger, ended.shut_down).await;
     }
 }
 

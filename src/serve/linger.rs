@@ -10,7 +10,9 @@
 //! goodbye (`WINDOW_UPDATE`s while they read the last responses, streams sent before they read
 //! the `GOAWAY`), so HTTP/2 connections always linger. An HTTP/1.x connection closed right
 //! after a response lingers if the peer is still sending ([`QUIET`]); one closed idle (nothing
-//! written since it was told to leave) only if bytes from the peer wait unread. Only TCP
+//! written since it was told to leave) only if bytes from the peer wait unread. A connection
+//! whose peer has closed its side (hyper read its end) never lingers: nothing more can arrive,
+//! and nothing unread is left to turn the close into a reset. Only TCP
 //! lingers (TLS over TCP too, on the socket underneath once `close_notify` is sent): other
 //! streams are shut down and dropped.
 
@@ -39,7 +41,8 @@ pub(super) enum Linger {
     /// Linger only if bytes from the peer are waiting now (HTTP/1.x, closed idle: nothing was
     /// written since it was told to leave, so there is nothing of ours a reset could destroy).
     IfReadable,
-    /// Close at once: the connection never sent a byte.
+    /// Close at once: the connection never sent a byte, or the peer has closed its side (its
+    /// end was read: nothing more can arrive).
     Never,
 }
 
