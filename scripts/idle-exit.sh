@@ -21,7 +21,7 @@ if [[ -z $BIN ]]; then
 fi
 command -v python3 >/dev/null || { echo "idle-exit: python3 is needed" >&2; exit 2; }
 exec python3 - "$BIN" "$RUNS" <<'PY'
-import os, signal, socket, statistics, subprocess, sys, time
+import os, signal, socket, statistics, subprocess, sys, threading, time
 
 binary, runs = sys.argv[1], int(sys.argv[2])
 
@@ -53,8 +53,13 @@ def exit_ms(server, client):
     held = client(addr)
     sent = time.monotonic()
     p.send_signal(signal.SIGTERM)
-    code = p.wait(timeout=30)
+    # A blocking wait: `wait(timeout=)` polls with doubling sleeps (0.5, 1, 2 ... 32 ms), which
+    # rounds every exit time up to 31.5 or 63.5 ms. The watchdog kills a process that hangs.
+    watchdog = threading.Timer(30, p.kill)
+    watchdog.start()
+    code = p.wait()
     took = (time.monotonic() - sent) * 1000
+    watchdog.cancel()
     held.close()
     if code != 0:
         sys.exit(f"idle-exit: {server} exited {code}")
