@@ -124,8 +124,7 @@ impl<Io: AsyncRead + Unpin> AsyncRead for ConnIo<Io> {
             }
             _ => {
                 let (before, wanted) = (buf.filled().len(), buf.remaining() > 0);
-                let read =
-                    Pin::new(this.io.as_mut().expect("present until dropped")).poll_read(cx, buf);
+                let read = this.io().poll_read(cx, buf);
                 if wanted && matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() == before {
                     this.ended.peer_closed = true;
                 }
